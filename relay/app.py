@@ -1,0 +1,74 @@
+"""The one factory that composes relay: `create_app(settings) -> web.Application`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from relay.appkeys import METRICS, SETTINGS, STORE, VERIFIER
+from relay.auth import TokenVerifier
+from relay.errors import StoreUnavailable
+from relay.fanout import routes as fanout_routes
+from relay.http import edge_middleware, json_response
+from relay.ingest import routes as ingest_routes
+from relay.metrics import Metrics
+from relay.observed_store import ObservedStore
+from relay.openapi import openapi_document
+from relay.settings import Settings
+from relay.store.base import Store
+
+
+def build_store(settings: Settings) -> Store:
+    if settings.redis_url:
+        from relay.store.redis import RedisStore
+
+        return RedisStore.from_url(settings.redis_url, settings.retention, settings.redis_timeout)
+    from relay.store.memory import MemoryStore
+
+    return MemoryStore(settings.retention)
+
+
+def create_app(settings: Settings, store: Store | None = None) -> web.Application:
+    """Wire everything; nothing is opened before the app starts (see `store_ctx`)."""
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge_middleware])
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[VERIFIER] = TokenVerifier(settings)
+    app[STORE] = ObservedStore(store or build_store(settings), app[METRICS])
+    app.cleanup_ctx.append(store_ctx)
+    fanout_routes.add_routes(app)
+    ingest_routes.add_routes(app)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/openapi.json", openapi_handler)
+    return app
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[STORE].close()
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    try:
+        await store.ping()
+    except StoreUnavailable as error:
+        raise StoreUnavailable(f"not ready: {error.detail}") from None
+    return json_response({"status": "ready", "engine": store.engine})
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return json_response(openapi_document(request.app[SETTINGS]))

@@ -1,0 +1,15 @@
+"""The typed application keys: the one place app state is named."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from relay.auth import TokenVerifier
+from relay.metrics import Metrics
+from relay.settings import Settings
+from relay.store.base import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+METRICS = web.AppKey("metrics", Metrics)
+VERIFIER = web.AppKey("verifier", TokenVerifier)

@@ -1,0 +1,125 @@
+"""Who is asking: browser JWTs (HS256 or RS256, issued by the main application) and the
+server-to-server API keys of the publish and admin routes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import jwt
+
+from relay.errors import Unauthorized
+from relay.events import ACCOUNT_PATTERN
+from relay.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """The browser user a token speaks for."""
+
+    user: str
+    account: str
+    chats: frozenset[str] | None = None
+
+    def may_see(self, chat_id: str | None, audience: list[str] | None) -> bool:
+        if self.chats is not None and chat_id not in self.chats:
+            return False
+        return audience is None or self.user in audience
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self.key = settings.jwt_secret or settings.jwt_public_key
+        # One algorithm, pinned: an HS256 token can never be checked against an RSA key.
+        self.algorithms = ["HS256"] if settings.jwt_secret else ["RS256"]
+        self.audience = settings.jwt_audience
+        self.issuer = settings.jwt_issuer
+        self.leeway = settings.jwt_leeway
+
+    def verify(self, token: str | None) -> Viewer:
+        if not self.key:
+            raise Unauthorized("browser tokens are not configured on this relay")
+        if not token:
+            raise Unauthorized("a Bearer token (or ?token=) is required")
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": ["exp", "sub", "account"], "verify_aud": bool(self.audience)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired", code="token_expired") from None
+        except jwt.PyJWTError as error:
+            raise Unauthorized(
+                f"the token is invalid: {_reason(error)}", code="bad_token"
+            ) from None
+        return _viewer(claims)
+
+
+def _reason(error: jwt.PyJWTError) -> str:
+    # PyJWT's messages never echo the token; keep them short and generic all the same.
+    return type(error).__name__.removesuffix("Error").replace("Invalid", "invalid ") or "invalid"
+
+
+def _viewer(claims: Mapping[str, object]) -> Viewer:
+    user, account, chats = claims.get("sub"), claims.get("account"), claims.get("chats")
+    if not isinstance(user, str) or not user:
+        raise Unauthorized("the token's sub must be a non-empty string", code="bad_token")
+    if not isinstance(account, str) or not ACCOUNT_PATTERN.match(account):
+        raise Unauthorized("the token's account claim is not a valid account", code="bad_token")
+    if chats is None:
+        return Viewer(user, account)
+    if not isinstance(chats, list) or not all(isinstance(c, str | int) for c in chats):
+        raise Unauthorized("the token's chats claim must be a list of chat ids", code="bad_token")
+    return Viewer(user, account, frozenset(str(c) for c in chats))
+
+
+def mint_token(
+    secret: str,
+    account: str,
+    user: str,
+    chats: list[str] | None = None,
+    ttl_seconds: int = 3600,
+    algorithm: str = "HS256",
+) -> str:
+    """A browser token as the main application would issue it (CLI and tests)."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": user,
+        "account": account,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    if chats is not None:
+        claims["chats"] = chats
+    return jwt.encode(claims, secret, algorithm=algorithm)
+
+
+def bearer(headers: Mapping[str, str]) -> str | None:
+    value = headers.get("Authorization", "")
+    scheme, _, credentials = value.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
+def check_api_key(headers: Mapping[str, str], keys: tuple[str, ...]) -> None:
+    """Server-to-server auth; only from the header, so keys never sit in access logs."""
+    if not keys:
+        raise Unauthorized("no API keys are configured (RELAY_API_KEYS)")
+    given = bearer(headers)
+    if not given:
+        raise Unauthorized("an API key is required: Authorization: Bearer <key>")
+    # Compare against every key, without stopping early, in constant time each.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(given.encode(), key.encode())
+    if not matched:
+        raise Unauthorized("the API key is not valid", code="bad_api_key")

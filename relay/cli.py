@@ -1,0 +1,173 @@
+"""`relay`: serve, token, publish, check-config. Configuration errors print one line each
+and exit 1; never a traceback, never a half-configured server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+from relay.auth import mint_token
+from relay.logs import configure_logging, get_logger
+from relay.settings import ConfigError, Settings
+
+_TTL = re.compile(r"^(\d+)\s*([smhd]?)$")
+
+
+def load_settings() -> Settings:
+    """Settings and the provider checks together; exits 1 with one line per problem."""
+    from relay.ingest.providers import provider_problems
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        _fail(error.problems)
+    problems = provider_problems(settings.sources)
+    if problems:
+        _fail(problems)
+    return settings
+
+
+def _fail(problems: list[str]) -> None:
+    for line in problems:
+        print(f"relay: config error: {line}", file=sys.stderr)
+    raise SystemExit(1)
+
+
+def serve(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format, settings.secret_values())
+    log = get_logger("relay")
+    if settings.engine == "memory":
+        log.info(
+            "relay.engine",
+            engine="memory",
+            note="embedded memory engine: one process, not durable; set RELAY_REDIS_URL for Redis",
+        )
+    else:
+        log.info("relay.engine", engine="redis")
+    from aiohttp import web
+
+    from relay.app import create_app
+
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    log.info("relay.listening", host=host, port=port, sources=sorted(settings.sources))
+    web.run_app(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=None,
+        print=None,
+        loop=uvloop.new_event_loop() if uvloop else None,
+    )
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if not settings.jwt_secret:
+        _fail(["RELAY_JWT_SECRET is not set: relay token mints HS256 tokens from it"])
+    chats = [c for c in args.chats.split(",") if c] if args.chats else None
+    print(mint_token(settings.jwt_secret, args.account, args.user, chats, _ttl_seconds(args.ttl)))
+    return 0
+
+
+def _ttl_seconds(text: str) -> int:
+    match = _TTL.match(text.strip())
+    if not match:
+        _fail([f"--ttl: expected e.g. 90s, 15m, 1h or 7d, got {text!r}"])
+    return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+
+
+def publish(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    key = args.api_key or os.environ.get("RELAY_API_KEY") or next(iter(settings.api_keys), None)
+    if not key:
+        _fail(["no API key: set RELAY_API_KEYS (or RELAY_API_KEY, or pass --api-key)"])
+    try:
+        data = json.loads(args.data)
+    except json.JSONDecodeError as error:
+        _fail([f"--data is not JSON: {error}"])
+    event = {"account": args.account, "type": args.type, "data": data}
+    if args.id:
+        event["id"] = args.id
+    if args.chat_id:
+        event["chat_id"] = args.chat_id
+    url = (args.url or f"http://127.0.0.1:{settings.port}").rstrip("/") + "/api/publish"
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(event).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            print(response.read().decode())
+            return 0
+    except urllib.error.HTTPError as error:
+        print(f"relay: publish failed: {error.code} {error.read().decode()}", file=sys.stderr)
+    except (urllib.error.URLError, OSError) as error:
+        print(f"relay: publish failed: cannot reach {url}: {error}", file=sys.stderr)
+    return 1
+
+
+def check_config(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    print(f"engine: {settings.engine}")
+    print(f"listen: {settings.host}:{settings.port}")
+    print(f"config: {settings.config_path or '(none)'}")
+    auth = "HS256" if settings.jwt_secret else "RS256" if settings.jwt_public_key else "off (401)"
+    print(f"browser tokens: {auth}")
+    print(f"api keys: {len(settings.api_keys)}")
+    r = settings.retention
+    print(f"retention: max_events={r.max_events} max_age={r.max_age_us // 1_000_000}s")
+    for name, source in sorted(settings.sources.items()):
+        print(f"source {name}: provider={source.provider} account={source.account}")
+    print("ok")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="relay", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run the service")
+    run.add_argument("--host")
+    run.add_argument("--port", type=int)
+    run.set_defaults(func=serve)
+    mint = commands.add_parser("token", help="mint a browser JWT from RELAY_JWT_SECRET")
+    mint.add_argument("--account", required=True)
+    mint.add_argument("--user", required=True)
+    mint.add_argument("--chats", help="comma-separated chat allowlist")
+    mint.add_argument("--ttl", default="1h")
+    mint.set_defaults(func=token)
+    pub = commands.add_parser("publish", help="append an event through the API")
+    pub.add_argument("--account", required=True)
+    pub.add_argument("--type", required=True)
+    pub.add_argument("--data", default="{}")
+    pub.add_argument("--id")
+    pub.add_argument("--chat-id")
+    pub.add_argument("--url", help="relay's base URL (default http://127.0.0.1:$RELAY_PORT)")
+    pub.add_argument("--api-key")
+    pub.set_defaults(func=publish)
+    check = commands.add_parser("check-config", help="validate the configuration, exit 0/1")
+    check.set_defaults(func=check_config)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Timestamps as cursors: integer microseconds on the inside, ISO 8601 on the wire.
+
+Parsing accepts every `last_check` the old frontends send (see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from relay.errors import BadLastCheck
+
+Cursor = int  # microseconds since the Unix epoch, as the store assigned them
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
+_MAX_TEXT = 64
+# What an old client sends before it has ever had an answer: "start from now".
+_FROM_NOW = frozenset({"", "null", "undefined", "none"})
+# A `+` in an unencoded query string arrives as a space: "...655739 00:00".
+_SPACE_FOR_PLUS = re.compile(r"^(?P<head>.*\d) (?P<offset>\d{2}(?::?\d{2})?)$")
+_EPOCH_NUMBER = re.compile(r"^\d{1,17}(?:\.\d{1,9})?$")
+
+
+def format_cursor(cursor: Cursor) -> str:
+    """`2025-07-19T03:54:04.574010+00:00`: always six digits and `+00:00`."""
+    return (_EPOCH + cursor * _ONE_US).isoformat(timespec="microseconds")
+
+
+def parse_cursor(text: str | None) -> Cursor | None:
+    """Parse a `last_check`; None means "from now". Raises BadLastCheck."""
+    if text is None:
+        return None
+    value = text.strip()
+    if value.lower() in _FROM_NOW:
+        return None
+    if len(value) > _MAX_TEXT:
+        raise BadLastCheck(f"last_check is longer than {_MAX_TEXT} characters")
+    if _EPOCH_NUMBER.match(value):
+        return _from_epoch_number(value)
+    return _from_iso(value)
+
+
+def _from_epoch_number(value: str) -> Cursor:
+    number = float(value) if "." in value else int(value)
+    # Seconds until the year 5138, then milliseconds, then our own microsecond cursors.
+    if number < 1e11:
+        return round(number * 1_000_000)
+    if number < 1e14:
+        return round(number * 1_000)
+    return int(number)
+
+
+def _from_iso(value: str) -> Cursor:
+    spaced = _SPACE_FOR_PLUS.match(value)
+    if spaced:
+        value = f"{spaced['head']}+{spaced['offset']}"
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadLastCheck(
+            "last_check must be an ISO 8601 timestamp (e.g. 2025-07-19T03:54:04.574010+00:00) "
+            "or epoch seconds/milliseconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        delta = moment - _EPOCH
+    except OverflowError:
+        raise BadLastCheck("last_check is out of range") from None
+    return max(0, delta // _ONE_US)

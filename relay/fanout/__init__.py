@@ -1,0 +1,1 @@
+"""Delivery to browsers: check-updates (poll and long-poll), SSE, waiters, wake-ups."""

@@ -1,0 +1,60 @@
+"""check-updates as a domain function: one read, the viewer's filters, the answer's bytes.
+
+The response body is spliced from the stored event bytes; events are never re-encoded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay.auth import Viewer
+from relay.cursor import Cursor, format_cursor
+from relay.store.base import Page, Store
+
+_PUBLIC = b'"a":null}'
+
+
+@dataclass(frozen=True, slots=True)
+class PollAnswer:
+    body: bytes
+    delivered: list[Cursor]
+    page: Page
+
+    @property
+    def outcome(self) -> str:
+        if self.page.reset:
+            return "reset"
+        return "updates" if self.delivered else "empty"
+
+
+def visible(page: Page, viewer: Viewer) -> tuple[list[bytes], list[Cursor]]:
+    wires, stamps = [], []
+    for event in page.events:
+        member = event.member
+        header_end = member.index(b"\n")
+        # Most events are for everyone in the account: skip decoding their routing header.
+        if viewer.chats is not None or not member.startswith(_PUBLIC, header_end - len(_PUBLIC)):
+            chat_id, audience = event.routing()
+            if not viewer.may_see(chat_id, audience):
+                continue
+        wires.append(event.wire())
+        stamps.append(event.timestamp)
+    return wires, stamps
+
+
+def render(page: Page, viewer: Viewer) -> PollAnswer:
+    wires, stamps = visible(page, viewer)
+    body = b'{"timestamp":"%s","updates":[%s],"has_updates":%s,"more":%s,"reset":%s}' % (
+        format_cursor(page.cursor).encode(),
+        b",".join(wires),
+        b"true" if wires else b"false",
+        b"true" if page.more else b"false",
+        b"true" if page.reset else b"false",
+    )
+    return PollAnswer(body, stamps, page)
+
+
+async def check_updates(
+    store: Store, viewer: Viewer, since: Cursor | None, limit: int
+) -> PollAnswer:
+    return render(await store.read(viewer.account, since, limit), viewer)

@@ -1,0 +1,94 @@
+"""The HTTP edge shared by every route: JSON answers, one error middleware that turns
+any failure into `{"error", "detail"}` with the right status, request ids, metrics.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from relay.appkeys import METRICS
+from relay.errors import RelayError
+from relay.logs import get_logger
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    408: "request_timeout",
+    411: "length_required",
+    413: "body_too_large",
+    414: "uri_too_long",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    431: "headers_too_large",
+}
+log = get_logger("relay.http")
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None):
+    return web.Response(
+        body=orjson.dumps(payload), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None):
+    return json_response({"error": code, "detail": detail}, status, headers)
+
+
+def _route_label(request: web.Request) -> str:
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    try:
+        response = await handler(request)
+    except RelayError as error:
+        response = error_response(error.status, error.code, error.detail, error.headers)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = _HTTP_CODES.get(error.status, "http_error")
+        response = error_response(error.status, code, error.reason, _allow(error))
+    except Exception:
+        log.exception(
+            "request.failed", method=request.method, path=request.path, request_id=request_id
+        )
+        response = error_response(500, "internal", "relay failed to answer; this is a bug")
+    response.headers["X-Request-ID"] = request_id
+    metrics = request.app[METRICS]
+    route = _route_label(request)
+    elapsed = time.perf_counter() - started
+    metrics.http_requests.labels(route, request.method, str(response.status)).inc()
+    metrics.http_latency.labels(route).observe(elapsed)
+    if response.status >= 400:
+        log.info(
+            "request.refused",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            request_id=request_id,
+        )
+    return response
+
+
+def _allow(error: web.HTTPException) -> dict[str, str] | None:
+    allow = error.headers.get("Allow")
+    return {"Allow": allow} if allow else None

@@ -1,0 +1,1 @@
+"""Events in: the publish API and the provider webhooks (verify, normalize, append, ack)."""

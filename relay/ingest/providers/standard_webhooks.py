@@ -1,0 +1,117 @@
+"""Standard Webhooks (and Svix, the same scheme under `svix-*` headers).
+
+HMAC-SHA256 over `<id>.<timestamp>.<raw body>` with the base64 key after `whsec_`;
+several signatures per header (rotation); 5-minute tolerance; `webhook-id` is the
+idempotency key. Spec: standard-webhooks.md v1.0.0.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from typing import Any
+
+import orjson
+
+from relay.events import Event
+from relay.ingest.providers.base import Ack, Delivery, Rejected, Unprocessable
+from relay.settings import Source
+
+name = "standard_webhooks"
+required_secrets = ("secret",)
+TOLERANCE_SECONDS = 5 * 60
+
+
+def secret_keys(secret: str) -> list[bytes]:
+    """Every key of a source: several whitespace- or comma-separated secrets during rotation."""
+    keys = []
+    for item in secret.replace(",", " ").split():
+        encoded = item.removeprefix("whsec_")
+        try:
+            keys.append(base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True))
+        except (binascii.Error, ValueError):
+            raise ValueError("a Standard Webhooks secret must be whsec_<base64>") from None
+    return keys
+
+
+def sign(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(
+        key, b"%s.%s.%s" % (msg_id.encode(), timestamp.encode(), body), hashlib.sha256
+    )
+    return base64.b64encode(digest.digest()).decode()
+
+
+def _header(delivery: Delivery, suffix: str) -> str | None:
+    return delivery.headers.get(f"webhook-{suffix}") or delivery.headers.get(f"svix-{suffix}")
+
+
+def verify(delivery: Delivery, source: Source) -> None:
+    msg_id, timestamp = _header(delivery, "id"), _header(delivery, "timestamp")
+    signatures = _header(delivery, "signature")
+    if not msg_id or not timestamp or not signatures:
+        raise Rejected("webhook-id, webhook-timestamp and webhook-signature are required")
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise Rejected("webhook-timestamp must be Unix seconds") from None
+    if abs(delivery.received_at - sent_at) > TOLERANCE_SECONDS:
+        raise Rejected("webhook-timestamp is outside the 5-minute tolerance", code="stale")
+    given = [
+        part.split(",", 1)[1].encode()
+        for part in signatures.split()
+        if part.startswith("v1,") and len(part) > 3
+    ]
+    expected = [
+        sign(key, msg_id, timestamp, delivery.body).encode()
+        for key in secret_keys(source.secrets["secret"])
+    ]
+    matched = False
+    for signature in given:
+        for candidate in expected:
+            matched |= hmac.compare_digest(signature, candidate)
+    if not matched:
+        raise Rejected("no webhook-signature matches", code="bad_signature")
+
+
+def normalize(delivery: Delivery, source: Source) -> list[Event]:
+    try:
+        payload: Any = orjson.loads(delivery.body)
+    except orjson.JSONDecodeError:
+        raise Unprocessable("the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise Unprocessable("the payload must be a JSON object")
+    event_type, data = payload.get("type"), payload.get("data")
+    if not isinstance(event_type, str) or not 1 <= len(event_type) <= 64:
+        raise Unprocessable("the payload has no type (a string of 1-64 characters)")
+    if not isinstance(data, dict):
+        raise Unprocessable("the payload's data must be an object")
+    chat_id = data.get("chat_id")
+    body: dict[str, Any] = {"source": source.name, "provider": name}
+    if isinstance(data.get("message"), dict):
+        body["message"] = data["message"]
+    else:
+        body["data"] = data
+    msg_id = _header(delivery, "id")
+    return [
+        Event(
+            id=f"{source.name}:{msg_id}",
+            type=event_type,
+            account=source.account,
+            chat_id=None if chat_id is None else str(chat_id),
+            body=body,
+        )
+    ]
+
+
+def ack(delivery: Delivery) -> Ack:
+    return Ack()
+
+
+def check_source(source: Source) -> list[str]:
+    try:
+        keys = secret_keys(source.secrets["secret"])
+    except ValueError as error:
+        return [f"secret_env: {error}"]
+    return [] if keys else ["secret_env: the secret is empty"]

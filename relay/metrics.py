@@ -1,0 +1,92 @@
+"""Every Prometheus metric relay exports, declared in one place.
+
+Labels are bounded: route templates, outcomes, providers, configured sources, known event
+types; never a user, a chat, an account or a token.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from relay.events import KNOWN_TYPES
+
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_LAG = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300)
+
+
+def event_type_label(event_type: str) -> str:
+    return event_type if event_type in KNOWN_TYPES else "other"
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "relay_http_requests_total",
+            "HTTP requests answered",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "relay_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["route"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.polls = Counter(
+            "relay_polls_total",
+            "check-updates answers by mode and outcome",
+            ["mode", "outcome"],
+            registry=r,
+        )
+        self.poll_updates = Histogram(
+            "relay_poll_updates",
+            "Updates returned per poll",
+            buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
+        )
+        self.sse_streams = Gauge("relay_sse_streams_open", "Open SSE streams", registry=r)
+        self.waiters = Gauge("relay_longpoll_waiters", "Long-poll requests waiting", registry=r)
+        self.webhooks = Counter(
+            "relay_webhooks_total",
+            "Webhooks by source, provider and outcome",
+            ["source", "provider", "outcome"],
+            registry=r,
+        )
+        self.events_appended = Counter(
+            "relay_events_appended_total",
+            "Events stored (duplicates excluded) by type",
+            ["type"],
+            registry=r,
+        )
+        self.publishes = Counter(
+            "relay_publish_events_total",
+            "Events received by the publish API by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.delivery_lag = Histogram(
+            "relay_delivery_lag_seconds",
+            "From an event's timestamp to the moment it was written to a client",
+            ["mode"],
+            buckets=_LAG,
+            registry=r,
+        )
+        self.resumes = Counter(
+            "relay_resumes_total", "Cursor resumes by result", ["result"], registry=r
+        )
+        self.store_errors = Counter(
+            "relay_store_errors_total", "Store calls that failed", ["op"], registry=r
+        )
+        self.store_latency = Histogram(
+            "relay_store_call_duration_seconds",
+            "Store call latency",
+            ["op"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.pubsub_up = Gauge(
+            "relay_pubsub_up", "1 while the cross-replica wake-up subscription is up", registry=r
+        )

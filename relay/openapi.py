@@ -1,0 +1,198 @@
+"""The OpenAPI 3.1 description of every route relay serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from relay import __version__
+from relay.settings import Settings
+
+_ERROR = {
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+}
+_TIMESTAMP = {
+    "type": "string",
+    "description": "A cursor: ISO 8601 with microseconds and +00:00; send it back as last_check.",
+    "examples": ["2025-07-19T03:54:04.574010+00:00"],
+}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    reasons = {
+        400: "Bad input",
+        401: "Missing, invalid or expired credentials",
+        403: "Forbidden",
+        404: "Not found",
+        413: "Body too large",
+        422: "Authentic but not understood",
+        503: "The store is unavailable; retry after Retry-After seconds",
+    }
+    return {
+        str(status): {
+            "description": reasons[status],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status in statuses
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    poll_parameters = [
+        {
+            "name": "last_check",
+            "in": "query",
+            "required": False,
+            "description": "The timestamp of the previous answer. ISO 8601 (+00:00, a space "
+            "for +, Z, no offset, other offsets, fewer digits) or epoch s/ms; empty, null or "
+            "undefined mean from now.",
+            "schema": {"type": "string"},
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": settings.poll_limit_max},
+        },
+        {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+    ]
+    poll_answer = {
+        "type": "object",
+        "required": ["timestamp", "updates", "has_updates", "more", "reset"],
+        "properties": {
+            "timestamp": _TIMESTAMP,
+            "updates": {"type": "array", "items": {"$ref": "#/components/schemas/UpdateEvent"}},
+            "has_updates": {"type": "boolean"},
+            "more": {"type": "boolean", "description": "The page is full: poll again at once."},
+            "reset": {
+                "type": "boolean",
+                "description": "History before the cursor was trimmed or lost: reload state.",
+            },
+        },
+    }
+    publish_event = {
+        "type": "object",
+        "required": ["account", "type"],
+        "additionalProperties": False,
+        "properties": {
+            "account": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"},
+            "type": {"type": "string", "minLength": 1, "maxLength": 64},
+            "id": {"type": "string", "minLength": 1, "maxLength": 256},
+            "chat_id": {"type": ["string", "integer"]},
+            "audience": {"type": "array", "items": {"type": "string"}},
+            "data": {},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "relay", "version": __version__},
+        "components": {
+            "securitySchemes": {
+                "browserToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "apiKey": {"type": "http", "scheme": "bearer"},
+            },
+            "schemas": {
+                "Error": _ERROR,
+                "UpdateEvent": {
+                    "type": "object",
+                    "required": ["id", "type", "timestamp", "account"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "type": {"type": "string"},
+                        "timestamp": _TIMESTAMP,
+                        "account": {"type": "string"},
+                        "chat_id": {"type": ["string", "null"]},
+                        "source": {"type": "string"},
+                        "provider": {"type": "string"},
+                        "message": {"type": "object"},
+                        "data": {},
+                    },
+                },
+            },
+        },
+        "paths": {
+            "/api/chats/check-updates/": {
+                "get": {
+                    "summary": "Poll for the updates after a cursor",
+                    "security": [{"browserToken": []}],
+                    "parameters": poll_parameters,
+                    "responses": {
+                        "200": _json(poll_answer, "The updates"),
+                        **_errors(400, 401, 503),
+                    },
+                }
+            },
+            "/api/publish": {
+                "post": {
+                    "summary": "Append events built by the main application",
+                    "security": [{"apiKey": []}],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        publish_event,
+                                        {"type": "array", "items": publish_event, "minItems": 1},
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json({"type": "object"}, "Stored: each event's id and timestamp"),
+                        **_errors(400, 401, 413, 503),
+                    },
+                }
+            },
+            "/webhooks/{source}": {
+                "post": {
+                    "summary": "A provider's webhook, verified with the provider's scheme",
+                    "parameters": [
+                        {
+                            "name": "source",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "requestBody": {"content": {"application/json": {"schema": {}}}},
+                    "responses": {
+                        "200": {"description": "Stored (or a duplicate, or ignored)"},
+                        **_errors(401, 404, 413, 422, 503),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {"summary": "Liveness", "responses": {"200": {"description": "Alive"}}}
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: the store answers",
+                    "responses": {"200": {"description": "Ready"}, **_errors(503)},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Text exposition format",
+                            "content": {"text/plain": {}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI"}},
+                }
+            },
+        },
+    }

@@ -1,0 +1,230 @@
+"""Settings: parsed once from the environment and the sources file, validated at start,
+immutable afterwards. Every error names the variable or the source and key at fault.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relay.events import ACCOUNT_PATTERN
+from relay.store.base import Retention
+
+DEFAULT_CONFIG = Path("config/relay.toml")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class ConfigError(Exception):
+    """Carries one line per problem; `relay` prints them and exits 1."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Source:
+    """One webhook endpoint, `POST /webhooks/{name}`. Secrets are resolved from the
+    environment (`secret_env = "VAR"` becomes `secrets["secret"]`), never read inline."""
+
+    name: str
+    provider: str
+    account: str
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    redis_url: str | None = None
+    redis_timeout: float = 2.0
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = field(default=None, repr=False)
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway: float = 10.0
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    log_level: str = "info"
+    log_format: str = "json"
+    max_body_bytes: int = 4 * 1024 * 1024
+    poll_limit_default: int = 100
+    poll_limit_max: int = 1000
+    retention: Retention = field(default_factory=Retention)
+    config_path: Path | None = None
+    sources: Mapping[str, Source] = field(default_factory=dict)
+
+    @property
+    def engine(self) -> str:
+        return "redis" if self.redis_url else "memory"
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process knows, so the log redactor can scrub them."""
+        values = [self.jwt_secret, *self.api_keys]
+        for source in self.sources.values():
+            values += source.secrets.values()
+        if self.redis_url and "@" in self.redis_url:
+            values.append(self.redis_url.split("@", 1)[0].rsplit(":", 1)[-1])
+        return [value for value in values if value and len(value) >= 4]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+        reader = _Reader(env, problems)
+
+        log_format = reader.choice(
+            "RELAY_LOG_FORMAT", ("json", "console"), "console" if sys.stderr.isatty() else "json"
+        )
+        retention = Retention(
+            max_events=reader.integer("RELAY_MAX_EVENTS", 10_000, minimum=0),
+            max_age_us=reader.duration_us("RELAY_MAX_AGE", "24h"),
+            dedupe_window_us=reader.duration_us("RELAY_DEDUPE_WINDOW", "7d"),
+            dedupe_max=reader.integer("RELAY_DEDUPE_MAX", 100_000, minimum=1),
+        )
+        config_path = _config_path(env, problems)
+        jwt_public_key = env.get("RELAY_JWT_PUBLIC_KEY") or None
+        if jwt_public_key and not jwt_public_key.lstrip().startswith("-----BEGIN"):
+            # Accept a path too: PEM in an environment variable is awkward in some shells.
+            try:
+                jwt_public_key = Path(jwt_public_key).read_text()
+            except OSError:
+                problems.append("RELAY_JWT_PUBLIC_KEY: neither a PEM key nor a readable file")
+        settings = cls(
+            host=env.get("RELAY_HOST") or "0.0.0.0",
+            port=reader.integer("RELAY_PORT", 8080, minimum=0, maximum=65535),
+            redis_url=reader.redis_url(),
+            redis_timeout=reader.duration_us("RELAY_REDIS_TIMEOUT", "2s") / 1e6,
+            jwt_secret=env.get("RELAY_JWT_SECRET") or None,
+            jwt_public_key=jwt_public_key,
+            jwt_audience=env.get("RELAY_JWT_AUDIENCE") or None,
+            jwt_issuer=env.get("RELAY_JWT_ISSUER") or None,
+            jwt_leeway=reader.duration_us("RELAY_JWT_LEEWAY", "10s") / 1e6,
+            api_keys=tuple(
+                k.strip() for k in env.get("RELAY_API_KEYS", "").split(",") if k.strip()
+            ),
+            log_level=reader.choice(
+                "RELAY_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
+            ),
+            log_format=log_format,
+            max_body_bytes=reader.integer("RELAY_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
+            poll_limit_default=reader.integer("RELAY_POLL_LIMIT_DEFAULT", 100, minimum=1),
+            poll_limit_max=reader.integer("RELAY_POLL_LIMIT_MAX", 1000, minimum=1),
+            retention=retention,
+            config_path=config_path,
+            sources=_load_sources(config_path, env, problems) if config_path else {},
+        )
+        if settings.jwt_secret and settings.jwt_public_key:
+            problems.append(
+                "RELAY_JWT_SECRET and RELAY_JWT_PUBLIC_KEY are both set: choose HS256 or RS256"
+            )
+        if problems:
+            raise ConfigError(problems)
+        return settings
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str], problems: list[str]) -> None:
+        self.env = env
+        self.problems = problems
+
+    def integer(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name}: expected an integer, got {raw!r}")
+            return default
+        if value < minimum or (maximum is not None and value > maximum):
+            self.problems.append(f"{name}: {value} is out of range")
+            return default
+        return value
+
+    def duration_us(self, name: str, default: str) -> int:
+        raw = self.env.get(name, "").strip() or default
+        match = _DURATION.match(raw)
+        if not match:
+            self.problems.append(
+                f"{name}: expected a duration like 90s, 15m, 24h or 7d, got {raw!r}"
+            )
+            match = _DURATION.match(default)
+            assert match
+        return int(float(match[1]) * _UNITS[match[2]] * 1_000_000)
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        raw = self.env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw not in allowed:
+            self.problems.append(f"{name}: expected one of {', '.join(allowed)}, got {raw!r}")
+            return default
+        return raw
+
+    def redis_url(self) -> str | None:
+        raw = self.env.get("RELAY_REDIS_URL", "").strip()
+        if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
+            self.problems.append("RELAY_REDIS_URL: expected a redis://, rediss:// or unix:// URL")
+            return None
+        return raw or None
+
+
+def _config_path(env: Mapping[str, str], problems: list[str]) -> Path | None:
+    raw = env.get("RELAY_CONFIG", "").strip()
+    if not raw:
+        return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+    path = Path(raw)
+    if not path.is_file():
+        problems.append(f"RELAY_CONFIG: {raw} is not a readable file")
+        return None
+    return path
+
+
+def _load_sources(path: Path, env: Mapping[str, str], problems: list[str]) -> dict[str, Source]:
+    try:
+        document = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        problems.append(f"{path}: {error}")
+        return {}
+    tables = document.get("sources", {})
+    if not isinstance(tables, dict):
+        problems.append(f"{path}: [sources] must be a table of tables")
+        return {}
+    sources = {}
+    for name, table in tables.items():
+        where = f"{path}: [sources.{name}]"
+        if not isinstance(table, dict):
+            problems.append(f"{where} must be a table")
+            continue
+        if not _SOURCE_NAME.match(name):
+            problems.append(f"{where}: the name must be letters, digits, . _ - (max 64)")
+        provider, account = table.get("provider"), table.get("account")
+        if not isinstance(provider, str) or not provider:
+            problems.append(f"{where}: provider is missing")
+        if not isinstance(account, str) or not ACCOUNT_PATTERN.match(account):
+            problems.append(f"{where}: account is missing or not letters, digits, . _ : @ -")
+        secrets, options = {}, {}
+        for key, value in table.items():
+            if key in ("provider", "account"):
+                continue
+            if key.endswith("_env"):
+                if not isinstance(value, str) or not env.get(value):
+                    problems.append(f"{where}: {key} names {value!r}, which is not set")
+                else:
+                    secrets[key.removesuffix("_env")] = env[value]
+            elif key in ("secret", "verify_token", "token", "api_key", "jwt_key"):
+                problems.append(f'{where}: {key} must not be inline; use {key}_env = "VARIABLE"')
+            else:
+                options[key] = value
+        sources[name] = Source(name, str(provider), str(account), secrets, options)
+    return sources

@@ -1,0 +1,28 @@
+"""Every Redis key relay uses, built in one place.
+
+All keys of an account share the hash tag `{<account>}`: one Cluster slot, one script.
+"""
+
+from __future__ import annotations
+
+
+def stream_key(account: str) -> str:
+    return f"relay:{{{account}}}:updates"
+
+
+def clock_key(account: str) -> str:
+    return f"relay:{{{account}}}:clock"
+
+
+def meta_key(account: str) -> str:
+    """Hash with `origin` (first known by this store) and `trimmed` (highest trimmed ts)."""
+    return f"relay:{{{account}}}:meta"
+
+
+def ids_key(account: str) -> str:
+    """Sorted set of event ids scored by their timestamp: the idempotency window."""
+    return f"relay:{{{account}}}:ids"
+
+
+def account_keys(account: str) -> list[str]:
+    return [stream_key(account), clock_key(account), meta_key(account), ids_key(account)]
