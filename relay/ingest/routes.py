@@ -9,9 +9,10 @@ from relay.auth import check_api_key
 from relay.cursor import format_cursor
 from relay.errors import RelayError
 from relay.http import json_response
+from relay.ingest import webhooks
 from relay.ingest.providers.base import Delivery, Rejected
 from relay.ingest.publish import append_grouped, parse_publish
-from relay.ingest.webhooks import ingest, now, source_of
+from relay.ingest.webhooks import ingest, source_of
 from relay.metrics import event_type_label
 
 
@@ -47,18 +48,18 @@ async def webhook_handler(request: web.Request) -> web.Response:
         headers=request.headers,
         query=request.query,
         body=await request.read(),
-        received_at=now(),
+        received_at=webhooks.now(),
     )
-    webhooks = app[METRICS].webhooks
+    counted = app[METRICS].webhooks
     try:
         result = await ingest(app[STORE], source, provider, delivery)
     except Rejected:
-        webhooks.labels(source.name, source.provider, "rejected").inc()
+        counted.labels(source.name, source.provider, "rejected").inc()
         raise
     except RelayError:
-        webhooks.labels(source.name, source.provider, "error").inc()
+        counted.labels(source.name, source.provider, "error").inc()
         raise
-    webhooks.labels(source.name, source.provider, result.outcome).inc()
+    counted.labels(source.name, source.provider, result.outcome).inc()
     appended_types = app[METRICS].events_appended
     for event, outcome in zip(result.events, result.appended, strict=True):
         if not outcome.duplicate:

@@ -1,0 +1,88 @@
+"""The exactly-once scenario: concurrent publishers and echoing pollers over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from tests.conftest import API, auth
+
+PUBLISHERS, PER_PUBLISHER, POLLERS = 16, 200, 10
+
+
+@dataclass
+class Poller:
+    url: str
+    cursor: str = ""
+    seen: list[tuple[str, str]] = field(default_factory=list)  # (timestamp, id)
+    polls: int = 0
+    resets: int = 0
+
+
+async def _poll(session: aiohttp.ClientSession, poller: Poller, headers) -> list[dict]:
+    async with session.get(
+        f"{poller.url}/api/chats/check-updates/",
+        params={"last_check": poller.cursor, "limit": "1000"},
+        headers=headers,
+    ) as response:
+        assert response.status == 200, await response.text()
+        answer = await response.json()
+    poller.polls += 1
+    poller.resets += answer["reset"]
+    poller.cursor = answer["timestamp"]  # always echo the server's cursor, never a clock
+    poller.seen += [(u["timestamp"], u["id"]) for u in answer["updates"]]
+    return answer["updates"]
+
+
+async def run_race(publish_urls: list[str], poll_urls: list[str], account: str = "race") -> dict:
+    total = PUBLISHERS * PER_PUBLISHER
+    headers = auth(account)
+    pollers = [Poller(poll_urls[i % len(poll_urls)]) for i in range(POLLERS)]
+    acked: dict[str, str] = {}
+    done_publishing = asyncio.Event()
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for poller in pollers:  # every poller starts "from now", before any publish
+            await _poll(session, poller, headers)
+
+        async def publisher(w: int) -> None:
+            url = f"{publish_urls[w % len(publish_urls)]}/api/publish"
+            for i in range(PER_PUBLISHER):
+                event = {
+                    "account": account,
+                    "type": "message.created",
+                    "id": f"p{w}-{i}",
+                    "chat_id": f"c{w}",
+                    "data": {"n": i},
+                }
+                async with session.post(url, json=event, headers=API) as response:
+                    assert response.status == 201, await response.text()
+                    (stored,) = (await response.json())["events"]
+                    acked[stored["id"]] = stored["timestamp"]
+
+        async def poll_until_complete(poller: Poller) -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                updates = await _poll(session, poller, headers)
+                if done_publishing.is_set() and len(poller.seen) >= total:
+                    break
+                if not updates:
+                    await asyncio.sleep(0.002)
+            await _poll(session, poller, headers)  # one more: nothing may come twice
+
+        started = time.monotonic()
+        polling = [asyncio.create_task(poll_until_complete(p)) for p in pollers]
+        await asyncio.gather(*(publisher(w) for w in range(PUBLISHERS)))
+        done_publishing.set()
+        await asyncio.gather(*polling)
+        elapsed = time.monotonic() - started
+
+    assert len(acked) == total
+    expected = sorted((ts, event_id) for event_id, ts in acked.items())
+    for poller in pollers:
+        assert poller.resets == 0
+        assert poller.seen == expected, "every poller sees every event exactly once, in order"
+    return {"events": total, "seconds": elapsed, "polls": sum(p.polls for p in pollers)}

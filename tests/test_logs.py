@@ -1,0 +1,110 @@
+"""Tokens, API keys, signatures and secrets never reach a log line (the old service
+logged `?token=...`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from relay.ingest.providers import standard_webhooks
+from relay.logs import Redactor, configure_logging, get_logger
+from tests.conftest import API_KEY, JWT_SECRET, token
+from tests.servers import RelayProcess
+
+SOURCE_SECRET = "whsec_bG9nLXRlc3Qtc2VjcmV0LW5vdC1mb3ItcHJvZCEh"
+
+
+def test_the_redactor_scrubs_keys_values_and_patterns():
+    redactor = Redactor(["s3cr3t-value"])
+    event = redactor(
+        None,
+        "info",
+        {
+            "event": "x",
+            "authorization": "Bearer abc",
+            "query": "last_check=1&token=eyJhbGc.abc.def&x=1",
+            "note": "key is s3cr3t-value here",
+            "headers": {"X-Hub-Signature-256": "sha256=00", "Accept": "a"},
+            "url": "redis://user:hunter2@host:6379",
+            "text": "Authorization: Bearer eyJ.payload.sig",
+        },
+    )
+    rendered = json.dumps(event)
+    for secret in ("abc", "eyJhbGc", "s3cr3t-value", "sha256=00", "hunter2", "eyJ.payload"):
+        assert secret not in rendered
+    assert event["headers"]["Accept"] == "a"
+
+
+def test_configured_logging_redacts_before_rendering():
+    stream = io.StringIO()
+    configure_logging("info", "json", ["known-secret-123"], stream=stream)
+    get_logger().info("probe", token="abc.def.ghi", detail="has known-secret-123 inside")
+    line = stream.getvalue()
+    assert "abc.def.ghi" not in line and "known-secret-123" not in line
+    assert json.loads(line)["event"] == "probe"
+
+
+@pytest.fixture
+def relay_with_source(tmp_path):
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        '[sources.acme-events]\nprovider = "standard_webhooks"\naccount = "acme"\n'
+        'secret_env = "ACME_EVENTS_SECRET"\n'
+    )
+    relay = RelayProcess(
+        {
+            "RELAY_JWT_SECRET": JWT_SECRET,
+            "RELAY_API_KEYS": API_KEY,
+            "RELAY_CONFIG": str(config),
+            "RELAY_LOG_LEVEL": "debug",
+            "ACME_EVENTS_SECRET": SOURCE_SECRET,
+        }
+    ).start()
+    yield relay
+    relay.stop()
+
+
+def _request(url: str, headers: dict[str, str] | None = None, data: bytes | None = None) -> int:
+    request = urllib.request.Request(url, headers=headers or {}, data=data)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_tokens_and_secrets_never_appear_in_captured_logs(relay_with_source):
+    relay = relay_with_source
+    good, expired = token(), token(ttl=-60)
+    base = f"{relay.url}/api/chats/check-updates/"
+    assert _request(f"{base}?token={good}") == 200
+    assert _request(base, {"Authorization": f"Bearer {good}"}) == 200
+    assert _request(f"{base}?token={expired}") == 401
+    assert _request(f"{base}?token={good}&last_check=garbage") == 400
+    assert _request(f"{relay.url}/api/publish?api_key={API_KEY}", data=b"{}") == 401
+    assert (
+        _request(
+            f"{relay.url}/api/publish",
+            {"Authorization": f"Bearer {API_KEY}"},
+            b'{"account":"acme","type":"t"}',
+        )
+        == 201
+    )
+    body = b'{"type":"t","data":{}}'
+    key = standard_webhooks.secret_keys(SOURCE_SECRET)[0]
+    stamp = str(int(time.time()))
+    signature = standard_webhooks.sign(key, "msg_log", stamp, body)
+    bad = {"webhook-id": "msg_log", "webhook-timestamp": stamp, "webhook-signature": "v1,AAAA"}
+    assert _request(f"{relay.url}/webhooks/acme-events", bad, body) == 401
+    good_headers = {**bad, "webhook-signature": f"v1,{signature}"}
+    assert _request(f"{relay.url}/webhooks/acme-events", good_headers, body) == 200
+    relay.stop()
+    log = relay.log()
+    assert "request.refused" in log  # the failures above were logged...
+    for secret in (good, expired, API_KEY, JWT_SECRET, SOURCE_SECRET, signature):
+        assert secret not in log  # ...and nothing secret with them
