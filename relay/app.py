@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from relay.appkeys import METRICS, SETTINGS, STORE, VERIFIER
+from relay.appkeys import LIVE, METRICS, SETTINGS, STORE, VERIFIER
 from relay.auth import TokenVerifier
 from relay.errors import StoreUnavailable
 from relay.fanout import routes as fanout_routes
+from relay.fanout.live import Live
 from relay.http import edge_middleware, json_response
 from relay.ingest import routes as ingest_routes
 from relay.metrics import Metrics
@@ -36,8 +39,13 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[VERIFIER] = TokenVerifier(settings)
-    app[STORE] = ObservedStore(store or build_store(settings), app[METRICS])
+    observed = ObservedStore(store or build_store(settings), app[METRICS])
+    app[STORE] = observed
+    app[LIVE] = Live(observed, settings.live, app[METRICS])
+    observed.on_append = app[LIVE].on_append
     app.cleanup_ctx.append(store_ctx)
+    app.cleanup_ctx.append(wakeups_ctx)
+    app.on_shutdown.append(close_live)
     fanout_routes.add_routes(app)
     ingest_routes.add_routes(app)
     app.router.add_get("/healthz", healthz)
@@ -50,6 +58,19 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await app[STORE].close()
+
+
+async def wakeups_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The hints subscription (and its safety re-read) lives as long as the app."""
+    task = asyncio.create_task(app[LIVE].watch())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def close_live(app: web.Application) -> None:
+    app[LIVE].close()
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from relay.auth import TokenVerifier
+from relay.fanout.live import Live
 from relay.metrics import Metrics
 from relay.settings import Settings
 from relay.store.base import Store
@@ -13,3 +14,4 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
+LIVE = web.AppKey("live", Live)

@@ -68,6 +68,9 @@ def serve(args: argparse.Namespace) -> int:
         port=port,
         access_log=None,
         print=None,
+        # A long-poll or SSE client that disconnects frees its waiter at once.
+        handler_cancellation=True,
+        shutdown_timeout=settings.live.shutdown_timeout,
         loop=uvloop.new_event_loop() if uvloop else None,
     )
     return 0

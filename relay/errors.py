@@ -47,3 +47,17 @@ class StoreUnavailable(RelayError):
     status = 503
     code = "store_unavailable"
     headers = {"Retry-After": "1"}
+
+
+class TooManyRequests(RelayError):
+    status = 429
+    code = "too_many_requests"
+    headers = {"Retry-After": "5"}
+
+
+class Overloaded(RelayError):
+    """This process is at a configured capacity: another replica may have room."""
+
+    status = 503
+    code = "overloaded"
+    headers = {"Retry-After": "2"}

@@ -87,6 +87,22 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.fastpath_polls = Counter(
+            "relay_fastpath_polls_total",
+            "Polls at the account's head answered without a store call",
+            registry=r,
+        )
+        self.wakeups = Counter(
+            "relay_wakeups_total", "Waiters and streams woken to re-read", ["mode"], registry=r
+        )
+        self.pubsub_reconnects = Counter(
+            "relay_pubsub_reconnects_total",
+            "Times the wake-up subscription was lost and re-established",
+            registry=r,
+        )
+        self.limit_refusals = Counter(
+            "relay_limit_refusals_total", "Requests refused by a limit", ["limit"], registry=r
+        )
         self.pubsub_up = Gauge(
             "relay_pubsub_up", "1 while the cross-replica wake-up subscription is up", registry=r
         )

@@ -4,7 +4,7 @@ of Prometheus."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from relay.cursor import Cursor
 from relay.errors import StoreUnavailable
@@ -16,6 +16,8 @@ from relay.store.base import Page, Store
 class ObservedStore:
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self.inner = store
+        # Told of every local append that stored something (live delivery's wake-ups).
+        self.on_append: Callable[[str, Cursor], None] | None = None
         self.engine = store.engine
         self._append_latency = metrics.store_latency.labels("append")
         self._read_latency = metrics.store_latency.labels("read")
@@ -26,12 +28,16 @@ class ObservedStore:
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
         started = time.perf_counter()
         try:
-            return await self.inner.append(account, events)
+            appended = await self.inner.append(account, events)
         except StoreUnavailable:
             self._append_errors.inc()
             raise
         finally:
             self._append_latency.observe(time.perf_counter() - started)
+        stored = [a.timestamp for a in appended if not a.duplicate]
+        if stored and self.on_append is not None:
+            self.on_append(account, max(stored))
+        return appended
 
     async def read(self, account: str, since: Cursor | None, limit: int) -> Page:
         started = time.perf_counter()
@@ -49,6 +55,9 @@ class ObservedStore:
         except StoreUnavailable:
             self._ping_errors.inc()
             raise
+
+    async def watch(self, on_hint, on_state) -> None:
+        await self.inner.watch(on_hint, on_state)
 
     async def close(self) -> None:
         await self.inner.close()

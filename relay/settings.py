@@ -43,6 +43,22 @@ class Source:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """Long-poll, SSE and wake-up knobs (seconds unless named otherwise)."""
+
+    max_wait: float = 30.0
+    heartbeat: float = 15.0
+    retry_ms: int = 2000
+    shutdown_timeout: float = 20.0
+    max_streams: int = 10_000
+    max_streams_per_user: int = 8
+    max_waiters: int = 10_000
+    max_waiters_per_user: int = 8
+    watermark_ttl: float = 10.0
+    safety_reread: float = 2.0
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
@@ -60,6 +76,7 @@ class Settings:
     poll_limit_default: int = 100
     poll_limit_max: int = 1000
     retention: Retention = field(default_factory=Retention)
+    live: LiveSettings = field(default_factory=LiveSettings)
     config_path: Path | None = None
     sources: Mapping[str, Source] = field(default_factory=dict)
 
@@ -91,6 +108,19 @@ class Settings:
             dedupe_window_us=reader.duration_us("RELAY_DEDUPE_WINDOW", "7d"),
             dedupe_max=reader.integer("RELAY_DEDUPE_MAX", 100_000, minimum=1),
         )
+        seconds = reader.seconds
+        live = LiveSettings(
+            max_wait=seconds("RELAY_LONGPOLL_MAX_WAIT", "30s"),
+            heartbeat=seconds("RELAY_SSE_HEARTBEAT", "15s"),
+            retry_ms=reader.integer("RELAY_SSE_RETRY_MS", 2000, minimum=0),
+            shutdown_timeout=seconds("RELAY_SHUTDOWN_TIMEOUT", "20s"),
+            max_streams=reader.integer("RELAY_MAX_SSE_STREAMS", 10_000, minimum=1),
+            max_streams_per_user=reader.integer("RELAY_MAX_SSE_STREAMS_PER_USER", 8, minimum=1),
+            max_waiters=reader.integer("RELAY_MAX_WAITERS", 10_000, minimum=1),
+            max_waiters_per_user=reader.integer("RELAY_MAX_WAITERS_PER_USER", 8, minimum=1),
+            watermark_ttl=seconds("RELAY_FASTPATH_TTL", "10s"),
+            safety_reread=seconds("RELAY_SAFETY_REREAD", "2s"),
+        )
         config_path = _config_path(env, problems)
         jwt_public_key = env.get("RELAY_JWT_PUBLIC_KEY") or None
         if jwt_public_key and not jwt_public_key.lstrip().startswith("-----BEGIN"):
@@ -120,6 +150,7 @@ class Settings:
             poll_limit_default=reader.integer("RELAY_POLL_LIMIT_DEFAULT", 100, minimum=1),
             poll_limit_max=reader.integer("RELAY_POLL_LIMIT_MAX", 1000, minimum=1),
             retention=retention,
+            live=live,
             config_path=config_path,
             sources=_load_sources(config_path, env, problems) if config_path else {},
         )
@@ -161,6 +192,9 @@ class _Reader:
             match = _DURATION.match(default)
             assert match
         return int(float(match[1]) * _UNITS[match[2]] * 1_000_000)
+
+    def seconds(self, name: str, default: str) -> float:
+        return self.duration_us(name, default) / 1e6
 
     def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
         raw = self.env.get(name, "").strip().lower()

@@ -1,16 +1,18 @@
-"""The browser-facing routes: thin handlers around the poll domain function."""
+"""The browser-facing routes: thin handlers over poll, long-poll and the SSE loop."""
 
 from __future__ import annotations
 
+import orjson
 from aiohttp import web
+from aiohttp_sse import EventSourceResponse
 
-from relay import clock
-from relay.appkeys import METRICS, SETTINGS, STORE, VERIFIER
+from relay.appkeys import LIVE, METRICS, SETTINGS, VERIFIER
 from relay.auth import Viewer, bearer
-from relay.cursor import parse_cursor
+from relay.cursor import Cursor, format_cursor, parse_cursor
 from relay.errors import BadRequest
-from relay.fanout.poll import check_updates
 from relay.settings import Settings
+
+SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "Content-Encoding": "identity"}
 
 
 def viewer_of(request: web.Request) -> Viewer:
@@ -30,25 +32,88 @@ def parse_limit(raw: str | None, settings: Settings) -> int:
     return limit
 
 
+def parse_wait(raw: str | None) -> float:
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise BadRequest("wait must be a number of seconds", code="bad_wait") from None
+    if not 0 <= wait <= 3600:
+        raise BadRequest("wait must be between 0 and 3600 seconds", code="bad_wait")
+    return wait
+
+
 async def check_updates_handler(request: web.Request) -> web.Response:
     app = request.app
     viewer = viewer_of(request)
     query = request.query
     since = parse_cursor(query.get("last_check"))
     limit = parse_limit(query.get("limit"), app[SETTINGS])
-    answer = await check_updates(app[STORE], viewer, since, limit)
-    metrics = app[METRICS]
-    metrics.polls.labels("poll", answer.outcome).inc()
-    if answer.delivered:
-        now = clock.now_us()
-        lag = metrics.delivery_lag.labels("poll")
-        for stamp in answer.delivered:
-            lag.observe(max(0, now - stamp) / 1e6)
-    metrics.poll_updates.observe(len(answer.delivered))
+    wait = parse_wait(query.get("wait"))
+    live = app[LIVE]
+    if wait > 0:
+        answer = await live.long_poll(viewer, since, limit, wait)
+        mode = "longpoll"
+    else:
+        answer = await live.read(viewer, since, limit)
+        mode = "poll"
+    app[METRICS].polls.labels(mode, answer.outcome).inc()
+    live.observe_delivery(mode, answer.delivered)
     return web.Response(body=answer.body, content_type="application/json")
+
+
+def resume_cursor(request: web.Request) -> tuple[Cursor | None, bool]:
+    """Last-Event-ID (a browser reconnecting) wins over last_check (a first connect)."""
+    last_event_id = request.headers.get("Last-Event-ID", "").strip()
+    if last_event_id:
+        return parse_cursor(last_event_id), True
+    return parse_cursor(request.query.get("last_check")), False
+
+
+async def realtime_updates_handler(request: web.Request) -> web.StreamResponse:
+    """SSE: always 200 text/event-stream, whatever Accept says (the old 406 is impossible)."""
+    app = request.app
+    viewer = viewer_of(request)
+    since, resuming = resume_cursor(request)
+    limit = parse_limit(request.query.get("limit"), app[SETTINGS])
+    live, metrics, settings = app[LIVE], app[METRICS], app[SETTINGS].live
+    with live.streams.hold(viewer.account, viewer.user):
+        if since is None:
+            # Fix the starting cursor before the headers go out: nothing appended after
+            # this read can be missed, however long the handshake takes.
+            since = (await live.read(viewer, None, limit)).page.cursor
+        response = EventSourceResponse(headers=SSE_HEADERS, ping_interval=settings.heartbeat)
+        await response.prepare(request)
+        metrics.sse_streams.inc()
+        try:
+            async with response:
+                await response.write(b"retry: %d\r\n\r\n" % settings.retry_ms)
+                first = True
+                async for batch in live.stream(viewer, since, limit):
+                    if first and resuming:
+                        metrics.resumes.labels("reset" if batch.page.reset else "continued").inc()
+                    first = False
+                    if batch.page.reset:
+                        reset = {"timestamp": format_cursor(batch.page.cursor), "reset": True}
+                        await response.send(orjson.dumps(reset).decode(), event="reset")
+                    for wire, stamp in zip(batch.wires, batch.stamps, strict=True):
+                        await response.send(wire.decode(), id=format_cursor(stamp))
+                    if not batch.wires or batch.stamps[-1] != batch.page.cursor:
+                        # Events this viewer may not see moved the cursor: an id-only frame
+                        # moves the browser's Last-Event-ID without dispatching anything.
+                        await response.write(
+                            b"id: %s\r\n\r\n" % format_cursor(batch.page.cursor).encode()
+                        )
+                    live.observe_delivery("sse", batch.stamps)
+        finally:
+            metrics.sse_streams.dec()
+    return response
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/chats/check-updates/", check_updates_handler)
     # The old frontend's path has a trailing slash; tolerate clients that drop it.
     app.router.add_get("/api/chats/check-updates", check_updates_handler)
+    app.router.add_get("/api/chats/realtime-updates/", realtime_updates_handler)
+    app.router.add_get("/api/chats/realtime-updates", realtime_updates_handler)

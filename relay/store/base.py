@@ -4,7 +4,7 @@ appends, range reads, and a low watermark that announces lost or trimmed history
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +41,13 @@ class Store(Protocol):
 
     async def read(self, account: str, since: Cursor | None, limit: int) -> Page:
         """Events with timestamp > since (none when since is None: "from now")."""
+        ...
+
+    async def watch(
+        self, on_hint: Callable[[str, Cursor], None], on_state: Callable[[bool, str], None]
+    ) -> None:
+        """Run until cancelled, reporting other replicas' appends as (account, cursor)
+        hints and whether those hints flow (`on_state(up, reason)`)."""
         ...
 
     async def ping(self) -> None: ...

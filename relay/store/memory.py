@@ -5,6 +5,7 @@ A restarted process gets new origins, so every older cursor is told to reset.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -84,6 +85,11 @@ class MemoryStore:
             events = [StoredEvent(stream.scores[i], stream.members[i]) for i in range(start, stop)]
         low = max(stream.origin, stream.trimmed)
         return page_from(events, stream.clock, low, since, limit)
+
+    async def watch(self, on_hint, on_state) -> None:
+        """One process: every append is seen locally, so hints always flow."""
+        on_state(True, "in-process")
+        await asyncio.Event().wait()
 
     async def ping(self) -> None:
         return None

@@ -22,6 +22,7 @@ from relay.errors import StoreUnavailable
 from relay.events import Appended, Event, StoredEvent
 from relay.store.base import Page, Retention, page_from
 from relay.store.keys import clock_key, ids_key, meta_key, stream_key
+from relay.store.redis_hints import WAKE_CHANNEL, OnHint, OnState, watch_hints
 
 
 def _lua(name: str) -> str:
@@ -52,8 +53,17 @@ def connect(url: str, timeout: float) -> redis.Redis:
 class RedisStore:
     engine = "redis"
 
-    def __init__(self, client: Any, retention: Retention | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        retention: Retention | None = None,
+        url: str | None = None,
+        timeout: float = 2.0,
+    ) -> None:
         self.client = client
+        # The hints subscription opens its own connection from this URL (see redis_hints).
+        self.url = url
+        self.timeout = timeout
         self.retention = retention or Retention()
         self._append = client.register_script(APPEND_LUA)
         self._read = client.register_script(READ_LUA)
@@ -66,10 +76,10 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, retention: Retention | None = None, timeout: float = 2.0):
-        return cls(connect(url, timeout), retention)
+        return cls(connect(url, timeout), retention, url, timeout)
 
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
-        args: list[Any] = list(self._limits)
+        args: list[Any] = [*self._limits, account, WAKE_CHANNEL if self.url else ""]
         for event in events:
             args += (event.id, event.encode())
         keys = [stream_key(account), clock_key(account), meta_key(account), ids_key(account)]
@@ -91,6 +101,13 @@ class RedisStore:
             return await script(keys=keys, args=args)
         except UNAVAILABLE as error:
             raise StoreUnavailable(f"redis did not answer: {type(error).__name__}") from error
+
+    async def watch(self, on_hint: OnHint, on_state: OnState) -> None:
+        """Deliver the hints of every replica's appends until cancelled."""
+        if self.url is None:
+            on_state(False, "no url to subscribe with")
+            return
+        await watch_hints(self.url, on_hint, on_state, timeout=self.timeout)
 
     async def ping(self) -> None:
         try:

@@ -5,12 +5,15 @@
 -- KEYS[3] meta     hash: origin (first time this store knew the account), trimmed
 -- KEYS[4] ids      sorted set: event id -> its timestamp (idempotency window)
 -- ARGV[1] max_events, ARGV[2] max_age_us, ARGV[3] dedupe_window_us, ARGV[4] dedupe_max
--- ARGV[5..] pairs of (event id, encoded event)
+-- ARGV[5] account, ARGV[6] wake-up channel ('' for none)
+-- ARGV[7..] pairs of (event id, encoded event)
 --
 -- Guarantees: timestamps come from this server's clock (TIME), strictly increase per
 -- account (ts = max(now, last + 1)) and are never reused; an id already in the window is
 -- answered with its first timestamp and not stored again, so a client library that
 -- re-runs this script after a dropped connection cannot duplicate anything.
+-- When anything was stored, "<account> <last ts>" is published on the wake-up channel from
+-- inside the script: the hint leaves only if the append committed, at no extra round trip.
 -- Returns a flat list of (timestamp, duplicate flag) per event, as decimal strings.
 -- Scores stay integers: tostring() would print 1.7529e+15, so format with %d.
 
@@ -25,7 +28,7 @@ end
 
 local out = {}
 local changed = false
-for i = 5, #ARGV, 2 do
+for i = 7, #ARGV, 2 do
   local id, member = ARGV[i], ARGV[i + 1]
   local seen = redis.call('ZSCORE', KEYS[4], id)
   if seen then
@@ -77,6 +80,9 @@ if changed then
   local extra_ids = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[4])
   if extra_ids > 0 then
     redis.call('ZREMRANGEBYRANK', KEYS[4], 0, extra_ids - 1)
+  end
+  if ARGV[6] ~= '' then
+    redis.call('PUBLISH', ARGV[6], ARGV[5] .. ' ' .. string.format('%d', last))
   end
 end
 

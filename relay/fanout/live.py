@@ -1,0 +1,174 @@
+"""Live delivery as domain logic: the empty-poll fast path, long-poll, and the SSE loop.
+
+Every path arms its wake-up *before* it reads, so an append between the read and the wait
+always wakes it; every path reads the sorted set itself, so hints only ever cause reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from asyncio import FIRST_COMPLETED
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from relay import clock
+from relay.auth import Viewer
+from relay.cursor import Cursor, format_cursor
+from relay.fanout.hub import Hub
+from relay.fanout.limits import Slots
+from relay.fanout.poll import PollAnswer, render, visible
+from relay.logs import get_logger
+from relay.metrics import Metrics
+from relay.settings import LiveSettings
+from relay.store.base import Page, Store
+
+log = get_logger("relay.live")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What an SSE stream writes after one read."""
+
+    page: Page
+    wires: list[bytes]
+    stamps: list[Cursor]
+
+
+class Live:
+    def __init__(self, store: Store, settings: LiveSettings, metrics: Metrics) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.hub = Hub(settings.watermark_ttl)
+        self.streams = Slots("SSE streams", settings.max_streams, settings.max_streams_per_user)
+        self.waiters = Slots(
+            "long-poll waiters", settings.max_waiters, settings.max_waiters_per_user
+        )
+        self._closing: asyncio.Future[None] | None = None
+        self._empty_bodies: dict[Cursor, bytes] = {}
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def closing(self) -> asyncio.Future[None]:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_future()
+        return self._closing
+
+    def close(self) -> None:
+        """Shutdown: long-polls answer now, SSE streams end so browsers reconnect elsewhere."""
+        if not self.closing.done():
+            self.closing.set_result(None)
+        self.hub.wake_all()
+
+    def on_append(self, account: str, cursor: Cursor) -> None:
+        self.hub.advance(account, cursor)
+
+    def on_hint(self, account: str, cursor: Cursor) -> None:
+        self.hub.advance(account, cursor)
+
+    def on_hints_state(self, up: bool, reason: str) -> None:
+        was_up = self.hub.hints_up
+        self.hub.hints_up = up
+        self.metrics.pubsub_up.set(1 if up else 0)
+        if up:
+            # Hints sent while we were away are gone: distrust every watermark, re-read all.
+            self.hub.forget_heads()
+            self.hub.wake_all()
+            if not was_up:
+                log.info("pubsub.up", reason=reason)
+        elif was_up:
+            self.metrics.pubsub_reconnects.inc()
+            log.warning("pubsub.down", reason=reason)
+
+    async def watch(self) -> None:
+        """Own the hints subscription and, while it is down, the slow safety re-read."""
+        safety = asyncio.create_task(self._safety_rereads())
+        try:
+            await self.store.watch(self.on_hint, self.on_hints_state)
+        finally:
+            safety.cancel()
+
+    async def _safety_rereads(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.safety_reread)
+            if not self.hub.hints_up:
+                self.hub.wake_all()
+
+    # -- reads ------------------------------------------------------------------------
+
+    def _empty_at(self, cursor: Cursor) -> bytes:
+        body = self._empty_bodies.get(cursor)
+        if body is None:
+            if len(self._empty_bodies) > 4096:
+                self._empty_bodies.clear()
+            body = self._empty_bodies[cursor] = (
+                b'{"timestamp":"%s","updates":[],"has_updates":false,"more":false,"reset":false}'
+                % format_cursor(cursor).encode()
+            )
+        return body
+
+    async def read(self, viewer: Viewer, since: Cursor | None, limit: int) -> PollAnswer:
+        """One poll: from the watermark when the cursor is the head, else from the store."""
+        account = viewer.account
+        if since is not None and self.hub.is_head(account, since):
+            self.metrics.fastpath_polls.inc()
+            return PollAnswer(self._empty_at(since), [], Page([], since, False, False))
+        page = await self.store.read(account, since, limit)
+        if not page.more:
+            self.hub.confirm(account, page.cursor)
+        return render(page, viewer)
+
+    async def long_poll(
+        self, viewer: Viewer, since: Cursor | None, limit: int, wait: float
+    ) -> PollAnswer:
+        """Hold until something visible arrives, `wait` passes, or the process shuts down."""
+        deadline = time.monotonic() + min(wait, self.settings.max_wait)
+        with self.waiters.hold(viewer.account, viewer.user):
+            self.metrics.waiters.inc()
+            try:
+                while True:
+                    signal = self.hub.arm(viewer.account)
+                    answer = await self.read(viewer, since, limit)
+                    page = answer.page
+                    if answer.delivered or page.reset or page.more:
+                        return answer
+                    since = page.cursor
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self.closing.done():
+                        return answer
+                    await asyncio.wait(
+                        (signal, self.closing), timeout=remaining, return_when=FIRST_COMPLETED
+                    )
+                    if signal.done():
+                        self.metrics.wakeups.labels("longpoll").inc()
+            finally:
+                self.metrics.waiters.dec()
+
+    async def stream(self, viewer: Viewer, since: Cursor, limit: int) -> AsyncIterator[Batch]:
+        """The SSE loop after its cursor is fixed: batches until shutdown."""
+        while not self.closing.done():
+            signal = self.hub.arm(viewer.account)
+            if self.hub.is_head(viewer.account, since):
+                page = Page([], since, False, False)
+            else:
+                page = await self.store.read(viewer.account, since, limit)
+                if not page.more:
+                    self.hub.confirm(viewer.account, page.cursor)
+            wires, stamps = visible(page, viewer)
+            if wires or page.reset or page.cursor != since:
+                yield Batch(page, wires, stamps)
+            since = page.cursor
+            if page.more:
+                continue
+            await asyncio.wait((signal, self.closing), return_when=FIRST_COMPLETED)
+            if signal.done():
+                self.metrics.wakeups.labels("sse").inc()
+
+    def observe_delivery(self, mode: str, stamps: list[Cursor]) -> None:
+        if stamps:
+            now = clock.now_us()
+            lag = self.metrics.delivery_lag.labels(mode)
+            for stamp in stamps:
+                lag.observe(max(0, now - stamp) / 1e6)
