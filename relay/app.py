@@ -27,7 +27,12 @@ def build_store(settings: Settings) -> Store:
     if settings.redis_url:
         from relay.store.redis import RedisStore
 
-        return RedisStore.from_url(settings.redis_url, settings.retention, settings.redis_timeout)
+        return RedisStore.from_url(
+            settings.redis_url,
+            settings.retention,
+            settings.redis_timeout,
+            settings.redis_max_connections,
+        )
     from relay.store.memory import MemoryStore
 
     return MemoryStore(settings.retention)

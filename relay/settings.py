@@ -64,6 +64,7 @@ class Settings:
     port: int = 8080
     redis_url: str | None = None
     redis_timeout: float = 2.0
+    redis_max_connections: int = 64
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key: str | None = field(default=None, repr=False)
     jwt_audience: str | None = None
@@ -134,6 +135,7 @@ class Settings:
             port=reader.integer("RELAY_PORT", 8080, minimum=0, maximum=65535),
             redis_url=reader.redis_url(),
             redis_timeout=reader.duration_us("RELAY_REDIS_TIMEOUT", "2s") / 1e6,
+            redis_max_connections=reader.integer("RELAY_REDIS_MAX_CONNECTIONS", 64, minimum=1),
             jwt_secret=env.get("RELAY_JWT_SECRET") or None,
             jwt_public_key=jwt_public_key,
             jwt_audience=env.get("RELAY_JWT_AUDIENCE") or None,

@@ -9,9 +9,12 @@ from aiohttp_sse import EventSourceResponse
 from relay.appkeys import LIVE, METRICS, SETTINGS, VERIFIER
 from relay.auth import Viewer, bearer
 from relay.cursor import Cursor, format_cursor, parse_cursor
-from relay.errors import BadRequest
+from relay.errors import BadRequest, RelayError
+from relay.fanout.live import Batch
+from relay.logs import get_logger
 from relay.settings import Settings
 
+log = get_logger("relay.sse")
 SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "Content-Encoding": "identity"}
 
 
@@ -89,26 +92,32 @@ async def realtime_updates_handler(request: web.Request) -> web.StreamResponse:
         try:
             async with response:
                 await response.write(b"retry: %d\r\n\r\n" % settings.retry_ms)
-                first = True
                 async for batch in live.stream(viewer, since, limit):
-                    if first and resuming:
+                    if resuming:
                         metrics.resumes.labels("reset" if batch.page.reset else "continued").inc()
-                    first = False
-                    if batch.page.reset:
-                        reset = {"timestamp": format_cursor(batch.page.cursor), "reset": True}
-                        await response.send(orjson.dumps(reset).decode(), event="reset")
-                    for wire, stamp in zip(batch.wires, batch.stamps, strict=True):
-                        await response.send(wire.decode(), id=format_cursor(stamp))
-                    if not batch.wires or batch.stamps[-1] != batch.page.cursor:
-                        # Events this viewer may not see moved the cursor: an id-only frame
-                        # moves the browser's Last-Event-ID without dispatching anything.
-                        await response.write(
-                            b"id: %s\r\n\r\n" % format_cursor(batch.page.cursor).encode()
-                        )
+                        resuming = False
+                    await write_batch(response, batch)
                     live.observe_delivery("sse", batch.stamps)
+        except RelayError as error:
+            # The headers are gone: end the stream, and the browser resumes with its
+            # Last-Event-ID (here or on another replica) once the store answers again.
+            log.warning("sse.ended", reason=error.code)
         finally:
             metrics.sse_streams.dec()
     return response
+
+
+async def write_batch(response: EventSourceResponse, batch: Batch) -> None:
+    page = batch.page
+    if page.reset:
+        reset = {"timestamp": format_cursor(page.cursor), "reset": True}
+        await response.send(orjson.dumps(reset).decode(), event="reset")
+    for wire, stamp in zip(batch.wires, batch.stamps, strict=True):
+        await response.send(wire.decode(), id=format_cursor(stamp))
+    if not batch.stamps or batch.stamps[-1] != page.cursor:
+        # Events this viewer may not see moved the cursor: an id-only frame moves the
+        # browser's Last-Event-ID without dispatching anything.
+        await response.write(b"id: %s\r\n\r\n" % format_cursor(page.cursor).encode())
 
 
 def add_routes(app: web.Application) -> None:

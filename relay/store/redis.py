@@ -36,10 +36,13 @@ READ_LUA = _lua("read.lua")
 UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
 
 
-def connect(url: str, timeout: float) -> redis.Redis:
-    """A client that retries a dropped connection: safe, because appends are idempotent."""
-    return redis.Redis.from_url(
+def connect(url: str, timeout: float, max_connections: int = 64) -> redis.Redis:
+    """A client that retries a dropped connection (safe: appends are idempotent) and
+    queues callers for a pooled connection instead of failing when all are busy."""
+    pool = redis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=timeout,
         protocol=2,
         decode_responses=False,
         socket_timeout=timeout,
@@ -48,6 +51,7 @@ def connect(url: str, timeout: float) -> redis.Redis:
         retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), retries=2),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+    return redis.Redis(connection_pool=pool)
 
 
 class RedisStore:
@@ -75,8 +79,14 @@ class RedisStore:
         )
 
     @classmethod
-    def from_url(cls, url: str, retention: Retention | None = None, timeout: float = 2.0):
-        return cls(connect(url, timeout), retention, url, timeout)
+    def from_url(
+        cls,
+        url: str,
+        retention: Retention | None = None,
+        timeout: float = 2.0,
+        max_connections: int = 64,
+    ) -> RedisStore:
+        return cls(connect(url, timeout, max_connections), retention, url, timeout)
 
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
         args: list[Any] = [*self._limits, account, WAKE_CHANNEL if self.url else ""]
