@@ -9,7 +9,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from relay.appkeys import LIVE, METRICS, SETTINGS, STORE, VERIFIER
+from relay.appkeys import (
+    LIVE,
+    METRICS,
+    POLL_LIMITER,
+    SETTINGS,
+    STORE,
+    VERIFIER,
+    WEBHOOK_LIMITER,
+)
 from relay.auth import TokenVerifier
 from relay.errors import StoreUnavailable
 from relay.fanout import routes as fanout_routes
@@ -19,6 +27,7 @@ from relay.ingest import routes as ingest_routes
 from relay.metrics import Metrics
 from relay.observed_store import ObservedStore
 from relay.openapi import openapi_document
+from relay.ratelimit import RateLimiter
 from relay.settings import Settings
 from relay.store.base import Store
 
@@ -44,6 +53,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[VERIFIER] = TokenVerifier(settings)
+    app[POLL_LIMITER] = RateLimiter("poll", settings.poll_rate, settings.poll_burst)
+    app[WEBHOOK_LIMITER] = RateLimiter("webhook", settings.webhook_rate, settings.webhook_burst)
     observed = ObservedStore(store or build_store(settings), app[METRICS])
     app[STORE] = observed
     app[LIVE] = Live(observed, settings.live, app[METRICS])

@@ -7,6 +7,7 @@ from aiohttp import web
 from relay.auth import TokenVerifier
 from relay.fanout.live import Live
 from relay.metrics import Metrics
+from relay.ratelimit import RateLimiter
 from relay.settings import Settings
 from relay.store.base import Store
 
@@ -15,3 +16,5 @@ STORE = web.AppKey("store", Store)
 METRICS = web.AppKey("metrics", Metrics)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 LIVE = web.AppKey("live", Live)
+POLL_LIMITER = web.AppKey("poll_limiter", RateLimiter)
+WEBHOOK_LIMITER = web.AppKey("webhook_limiter", RateLimiter)

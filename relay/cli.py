@@ -70,6 +70,9 @@ def serve(args: argparse.Namespace) -> int:
         print=None,
         # A long-poll or SSE client that disconnects frees its waiter at once.
         handler_cancellation=True,
+        # Also the header timeout: a connection that has not completed a request this long
+        # after connecting (or after its last answer) is closed, which ends slowloris.
+        keepalive_timeout=settings.keepalive_timeout,
         shutdown_timeout=settings.live.shutdown_timeout,
         loop=uvloop.new_event_loop() if uvloop else None,
     )

@@ -61,3 +61,13 @@ class Overloaded(RelayError):
     status = 503
     code = "overloaded"
     headers = {"Retry-After": "2"}
+
+
+class BodyTooLarge(RelayError):
+    status = 413
+    code = "body_too_large"
+
+
+class RequestTimeout(RelayError):
+    status = 408
+    code = "request_timeout"

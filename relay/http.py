@@ -4,6 +4,7 @@ any failure into `{"error", "detail"}` with the right status, request ids, metri
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -14,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from relay.appkeys import METRICS
-from relay.errors import RelayError
+from relay.errors import BodyTooLarge, RelayError, RequestTimeout
 from relay.logs import get_logger
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -35,6 +36,25 @@ _HTTP_CODES = {
     431: "headers_too_large",
 }
 log = get_logger("relay.http")
+
+
+async def read_body(request: web.Request, max_bytes: int, timeout: float) -> bytes:
+    """The whole body, refused early past `max_bytes` and given up on after `timeout`
+    seconds, so a slow or oversized sender cannot hold a handler."""
+    declared = request.content_length
+    if declared is not None and declared > max_bytes:
+        raise BodyTooLarge(f"the body is larger than {max_bytes} bytes")
+    chunks, size = [], 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise BodyTooLarge(f"the body is larger than {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {timeout:g} seconds") from None
+    return b"".join(chunks)
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None):

@@ -74,6 +74,13 @@ class Settings:
     log_level: str = "info"
     log_format: str = "json"
     max_body_bytes: int = 4 * 1024 * 1024
+    max_publish_bytes: int = 1024 * 1024
+    body_timeout: float = 10.0
+    keepalive_timeout: float = 30.0
+    poll_rate: float = 20.0
+    poll_burst: float = 60.0
+    webhook_rate: float = 500.0
+    webhook_burst: float = 1000.0
     poll_limit_default: int = 100
     poll_limit_max: int = 1000
     retention: Retention = field(default_factory=Retention)
@@ -149,6 +156,13 @@ class Settings:
             ),
             log_format=log_format,
             max_body_bytes=reader.integer("RELAY_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
+            max_publish_bytes=reader.integer("RELAY_MAX_PUBLISH_BYTES", 1024 * 1024, minimum=1024),
+            body_timeout=seconds("RELAY_BODY_TIMEOUT", "10s"),
+            keepalive_timeout=seconds("RELAY_KEEPALIVE_TIMEOUT", "30s"),
+            poll_rate=reader.number("RELAY_POLL_RATE", 20.0),
+            poll_burst=reader.number("RELAY_POLL_BURST", 60.0),
+            webhook_rate=reader.number("RELAY_WEBHOOK_RATE", 500.0),
+            webhook_burst=reader.number("RELAY_WEBHOOK_BURST", 1000.0),
             poll_limit_default=reader.integer("RELAY_POLL_LIMIT_DEFAULT", 100, minimum=1),
             poll_limit_max=reader.integer("RELAY_POLL_LIMIT_MAX", 1000, minimum=1),
             retention=retention,
@@ -194,6 +208,19 @@ class _Reader:
             match = _DURATION.match(default)
             assert match
         return int(float(match[1]) * _UNITS[match[2]] * 1_000_000)
+
+    def number(self, name: str, default: float) -> float:
+        raw = self.env.get(name, "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if not value >= 0:
+            self.problems.append(f"{name}: expected a number >= 0, got {raw!r}")
+            return default
+        return value
 
     def seconds(self, name: str, default: str) -> float:
         return self.duration_us(name, default) / 1e6

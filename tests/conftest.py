@@ -39,6 +39,9 @@ def settings_for(engine: str, redis_url: str | None = None, **overrides) -> Sett
         "redis_url": redis_url if engine == "redis" else None,
         "log_format": "json",
         "retention": Retention(),
+        # Echoing test clients poll in tight loops; the limits have their own tests.
+        "poll_rate": 0.0,
+        "webhook_rate": 0.0,
     }
     base.update(overrides)
     return Settings(**base)

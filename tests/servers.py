@@ -114,6 +114,9 @@ class RelayProcess:
         self.port = port or free_port()
         self.env = {**os.environ, **env, "RELAY_PORT": str(self.port), "RELAY_HOST": "127.0.0.1"}
         self.env.setdefault("RELAY_LOG_FORMAT", "json")
+        # Echoing test clients poll in tight loops; the rate limits have their own tests.
+        self.env.setdefault("RELAY_POLL_RATE", "0")
+        self.env.setdefault("RELAY_WEBHOOK_RATE", "0")
         self.log_path = Path(tempfile.mkdtemp(prefix="relay-log-")) / "relay.log"
         self.process: subprocess.Popen | None = None
 

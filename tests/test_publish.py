@@ -88,7 +88,7 @@ async def test_an_api_key_in_the_query_string_is_refused(client):
 
 
 async def test_a_body_over_the_limit_is_a_413_json(make_settings, client_for):
-    client = await client_for(make_settings(max_body_bytes=2048))
+    client = await client_for(make_settings(max_publish_bytes=2048))
     big = {"account": "acme", "type": "t", "data": "x" * 4096}
     response = await client.post(PATH, json=big, headers=API)
     assert response.status == 413

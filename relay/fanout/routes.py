@@ -6,7 +6,7 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from relay.appkeys import LIVE, METRICS, SETTINGS, VERIFIER
+from relay.appkeys import LIVE, METRICS, POLL_LIMITER, SETTINGS, VERIFIER
 from relay.auth import Viewer, bearer
 from relay.cursor import Cursor, format_cursor, parse_cursor
 from relay.errors import BadRequest, RelayError
@@ -19,8 +19,15 @@ SSE_HEADERS = {"Cache-Control": "no-cache, no-transform", "Content-Encoding": "i
 
 
 def viewer_of(request: web.Request) -> Viewer:
+    """The verified viewer, after spending one token of its per-user rate limit."""
     token = bearer(request.headers) or request.query.get("token")
-    return request.app[VERIFIER].verify(token)
+    viewer = request.app[VERIFIER].verify(token)
+    try:
+        request.app[POLL_LIMITER].take((viewer.account, viewer.user))
+    except RelayError:
+        request.app[METRICS].limit_refusals.labels("poll_rate").inc()
+        raise
+    return viewer
 
 
 def parse_limit(raw: str | None, settings: Settings) -> int:

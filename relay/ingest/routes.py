@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from relay.appkeys import METRICS, SETTINGS, STORE
+from relay.appkeys import METRICS, SETTINGS, STORE, WEBHOOK_LIMITER
 from relay.auth import check_api_key
 from relay.cursor import format_cursor
 from relay.errors import RelayError
-from relay.http import json_response
+from relay.http import json_response, read_body
 from relay.ingest import webhooks
 from relay.ingest.providers.base import Delivery, Rejected
 from relay.ingest.publish import append_grouped, parse_publish
@@ -19,7 +19,10 @@ from relay.metrics import event_type_label
 async def publish_handler(request: web.Request) -> web.Response:
     app = request.app
     check_api_key(request.headers, app[SETTINGS].api_keys)
-    events = parse_publish(await request.read())
+    settings = app[SETTINGS]
+    events = parse_publish(
+        await read_body(request, settings.max_publish_bytes, settings.body_timeout)
+    )
     appended = await append_grouped(app[STORE], events)
     metrics = app[METRICS]
     for event, outcome in zip(events, appended, strict=True):
@@ -41,13 +44,19 @@ async def publish_handler(request: web.Request) -> web.Response:
 
 async def webhook_handler(request: web.Request) -> web.Response:
     app = request.app
-    source, provider = source_of(app[SETTINGS], request.match_info["source"])
+    settings = app[SETTINGS]
+    source, provider = source_of(settings, request.match_info["source"])
+    try:
+        app[WEBHOOK_LIMITER].take(source.name)
+    except RelayError:
+        app[METRICS].limit_refusals.labels("webhook_rate").inc()
+        raise
     delivery = Delivery(
         method=request.method,
         url=str(source.options.get("public_url") or request.url),
         headers=request.headers,
         query=request.query,
-        body=await request.read(),
+        body=await read_body(request, settings.max_body_bytes, settings.body_timeout),
         received_at=webhooks.now(),
     )
     counted = app[METRICS].webhooks
