@@ -7,17 +7,19 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from relay.appkeys import METRICS, SETTINGS, STORE, VERIFIER
+from relay.appkeys import DEAD_LETTERS, METRICS, SETTINGS, STORE, VERIFIER
 from relay.auth import TokenVerifier
 from relay.errors import StoreUnavailable
 from relay.fanout import routes as fanout_routes
 from relay.http import edge_middleware, json_response
 from relay.ingest import routes as ingest_routes
+from relay.ingest.schema import update_event_schema
 from relay.metrics import Metrics
 from relay.observed_store import ObservedStore
 from relay.openapi import openapi_document
 from relay.settings import Settings
 from relay.store.base import Store
+from relay.store.dead_letters import DeadLetters, MemoryDeadLetters, RedisDeadLetters
 
 
 def build_store(settings: Settings) -> Store:
@@ -30,13 +32,21 @@ def build_store(settings: Settings) -> Store:
     return MemoryStore(settings.retention)
 
 
+def build_dead_letters(store: Store) -> DeadLetters:
+    """The same engine as the store: on Redis, the store's client (which the store closes)."""
+    client = getattr(store, "client", None)
+    return MemoryDeadLetters() if client is None else RedisDeadLetters(client)
+
+
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
     """Wire everything; nothing is opened before the app starts (see `store_ctx`)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge_middleware])
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[VERIFIER] = TokenVerifier(settings)
-    app[STORE] = ObservedStore(store or build_store(settings), app[METRICS])
+    store = store or build_store(settings)
+    app[STORE] = ObservedStore(store, app[METRICS])
+    app[DEAD_LETTERS] = build_dead_letters(store)
     app.cleanup_ctx.append(store_ctx)
     fanout_routes.add_routes(app)
     ingest_routes.add_routes(app)
@@ -44,6 +54,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
+    app.router.add_get("/schemas/update-event.json", schema_handler)
     return app
 
 
@@ -72,3 +83,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 async def openapi_handler(request: web.Request) -> web.Response:
     return json_response(openapi_document(request.app[SETTINGS]))
+
+
+async def schema_handler(request: web.Request) -> web.Response:
+    return json_response(update_event_schema())

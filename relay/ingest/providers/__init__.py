@@ -5,12 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import cast
 
-from relay.ingest.providers import standard_webhooks
+from relay.ingest.providers import (
+    evolution,
+    standard_webhooks,
+    telegram,
+    twilio,
+    whatsapp_cloud,
+    zapi,
+)
 from relay.ingest.providers.base import Provider
 from relay.settings import Source
 
-PROVIDERS: Mapping[str, Provider] = {
-    module.name: cast(Provider, module) for module in (standard_webhooks,)
+# A dict (not frozen) so that a test can register a provider of its own.
+PROVIDERS: dict[str, Provider] = {
+    cast(Provider, module).name: cast(Provider, module)
+    for module in (standard_webhooks, whatsapp_cloud, telegram, twilio, evolution, zapi)
 }
 
 
