@@ -120,7 +120,10 @@ def _telegram() -> list[FixtureDelivery]:
             path.name,
             "/webhooks/acme-telegram",
             path.read_bytes(),
-            {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET, "Content-Type": "application/json"},
+            {
+                "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET,
+                "Content-Type": "application/json",
+            },
             credential="X-Telegram-Bot-Api-Secret-Token",
         )
         for path in _payloads("telegram")
@@ -154,8 +157,7 @@ def _shared_secret(provider: str, secret: str, in_query: bool) -> list[FixtureDe
             path.name,
             f"/webhooks/{source}?secret={secret}" if in_query else f"/webhooks/{source}",
             path.read_bytes(),
-            {"Content-Type": "application/json"}
-            | ({} if in_query else {"X-Relay-Secret": secret}),
+            {"Content-Type": "application/json"} | ({} if in_query else {"X-Relay-Secret": secret}),
             credential="query" if in_query else "X-Relay-Secret",
         )
         for path in _payloads(provider)

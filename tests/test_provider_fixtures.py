@@ -15,7 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from relay.ingest import webhooks
-from tests.conftest import auth
+from tests.conftest import API, auth
 from tests.provider_fixtures import (
     ACCOUNT,
     DELIVERIES,
@@ -77,9 +77,9 @@ def without_timestamps(updates: list[dict]) -> list[dict]:
 
 def webhook_count(metrics: str, source: str, outcome: str) -> float:
     for line in metrics.splitlines():
-        if line.startswith("relay_webhooks_total{") and f'outcome="{outcome}"' in line:
-            if f'source="{source}"' in line:
-                return float(line.rsplit(" ", 1)[1])
+        wanted = f'outcome="{outcome}"' in line and f'source="{source}"' in line
+        if line.startswith("relay_webhooks_total{") and wanted:
+            return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
@@ -143,7 +143,7 @@ async def test_each_fixture_forged_is_rejected_and_stores_nothing(
     metrics = await (await providers_client.get("/metrics")).text()
     source = delivery.path.split("/")[2].split("?")[0]
     assert webhook_count(metrics, source, "rejected") == 1
-    listed = await providers_client.get("/api/admin/dead-letters", headers=_api())
+    listed = await providers_client.get("/api/admin/dead-letters", headers=API)
     assert (await listed.json())["dead_letters"] == []
 
 
@@ -153,12 +153,6 @@ async def test_a_standard_webhooks_fixture_checked_now_is_stale(providers_client
     response = await post(providers_client, forged(delivery, "stale"))
     assert response.status == 401 and (await response.json())["error"] == "stale"
     assert await updates_since(providers_client, start) == []
-
-
-def _api() -> dict[str, str]:
-    from tests.conftest import API
-
-    return API
 
 
 def test_every_golden_file_belongs_to_a_fixture():
