@@ -33,10 +33,10 @@ def provider_problems(sources: Mapping[str, Source]) -> list[str]:
             known = ", ".join(sorted(PROVIDERS))
             problems.append(f"{where}: unknown provider {source.provider!r} (known: {known})")
             continue
-        for secret in provider.required_secrets:
-            if secret not in source.secrets:
-                problems.append(f"{where}: {secret}_env is required for {source.provider}")
+        missing = [s for s in provider.required_secrets if s not in source.secrets]
+        problems += [f"{where}: {s}_env is required for {source.provider}" for s in missing]
         check = getattr(provider, "check_source", None)
-        if check is not None and not problems:
+        # Each source is checked on its own: another source's problem hides nothing here.
+        if check is not None and not missing:
             problems += [f"{where}: {line}" for line in check(source)]
     return problems
