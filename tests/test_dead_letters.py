@@ -209,6 +209,9 @@ async def bounded_store(engine, request):
         return
     client = redis.asyncio.Redis.from_url(request.getfixturevalue("redis_url"), protocol=2)
     yield RedisDeadLetters(client, max_letters=3)
+    # One hash tag for all dead-letter keys: one Cluster slot, one MULTI.
+    keys = await client.keys("*")
+    assert keys and all(key.startswith(b"relay:{deadletters}:") for key in keys)
     await client.aclose()
 
 
