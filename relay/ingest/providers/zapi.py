@@ -88,7 +88,7 @@ def _received(payload: dict[str, Any], prefix: str, source: Source) -> list[Even
     if reaction:
         emoji = text_of(reaction.get("value")) or None
         target = text_of(as_dict(reaction.get("referencedMessage")).get("messageId"))
-        body = {
+        body: dict[str, Any] = {
             "id": target or message_id,
             **common,
             "kind": "reaction",
