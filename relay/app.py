@@ -34,8 +34,9 @@ def build_store(settings: Settings) -> Store:
 
 def build_dead_letters(store: Store) -> DeadLetters:
     """The same engine as the store: on Redis, the store's client (which the store closes)."""
-    client = getattr(store, "client", None)
-    return MemoryDeadLetters() if client is None else RedisDeadLetters(client)
+    from relay.store.redis import RedisStore
+
+    return RedisDeadLetters(store.client) if isinstance(store, RedisStore) else MemoryDeadLetters()
 
 
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:

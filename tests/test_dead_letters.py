@@ -3,6 +3,7 @@ redacted), acknowledged, listed, and replayed once the normalizer is fixed, exac
 
 from __future__ import annotations
 
+import json
 import time
 from types import SimpleNamespace
 
@@ -159,18 +160,24 @@ async def test_a_normalizer_that_crashes_dead_letters_instead_of_a_500(client, f
     assert "KeyError" in letter["error"]
 
 
-async def test_an_evolution_dead_letter_never_keeps_the_apikey(client):
-    payload = orjson.loads((FIXTURES / "evolution" / "messages_upsert_image.json").read_bytes())
-    del payload["data"]["key"]["id"]  # authentic, but not a message relay can name
+@pytest.mark.parametrize("why", ["no message id", "not JSON any more"])
+async def test_an_evolution_dead_letter_never_keeps_the_apikey(client, why):
+    payload = json.loads((FIXTURES / "evolution" / "messages_upsert_image.json").read_bytes())
+    body = json.dumps(payload).encode()
+    if why == "no message id":
+        del payload["data"]["key"]["id"]  # authentic, but not a message relay can name
+        body = json.dumps(payload).encode()
+    else:
+        body = body[:-1]  # truncated: the redaction cannot rely on parsing
     response = await client.post(
         "/webhooks/acme-evolution",
-        data=orjson.dumps(payload),
+        data=body,
         headers={"X-Relay-Secret": EVOLUTION_SECRET},
     )
     assert response.status == 200
     (letter,) = await dead_letters(client)
-    assert payload["apikey"] not in orjson.dumps(letter).decode()
-    assert orjson.loads(letter["body"])["apikey"] == "[redacted]"
+    assert payload["apikey"] not in json.dumps(letter)
+    assert '"apikey": "[redacted]"' in letter["body"]
 
 
 async def test_the_admin_routes_need_an_api_key(client):

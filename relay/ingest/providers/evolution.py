@@ -11,6 +11,7 @@ of the same message collapse), `...:<key.id>:status:<status>`, `...:<key.id>:del
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import jwt
@@ -69,16 +70,14 @@ def ack(delivery: Delivery) -> Ack:
     return Ack()
 
 
+# `"apikey": "<value>"` anywhere in the raw JSON, whatever else the body holds.
+_APIKEY = re.compile(rb'("apikey"\s*:\s*)"(?:[^"\\]|\\.)*"')
+
+
 def redact_body(body: bytes) -> bytes:
-    """The envelope's `apikey` is the instance's credential: never keep it."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body
-    if isinstance(payload, dict) and payload.get("apikey"):
-        payload["apikey"] = "[redacted]"
-        return orjson.dumps(payload)
-    return body
+    """The envelope's `apikey` is the instance's credential: never keep it. A pattern, not
+    a parse, so a body that is not valid JSON (why it is a dead letter) is redacted too."""
+    return _APIKEY.sub(rb'\1"[redacted]"', body)
 
 
 def normalize(delivery: Delivery, source: Source) -> list[Event]:
