@@ -208,4 +208,8 @@ def check_source(source: Source) -> list[str]:
     url = source.options.get("public_url")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         return ["public_url is required: Twilio signs the URL it requested, as the public sees it"]
+    try:
+        _ = urlsplit(url).port  # raises ValueError for a port like ":abc"
+    except ValueError:
+        return [f"public_url {url!r} has an invalid port"]
     return []
