@@ -201,6 +201,11 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     # The chat providers' additions: the event schema, the handshake, the dead letters.
     document["components"]["schemas"]["UpdateEvent"] = {"$ref": SCHEMA_PATH}
     document["paths"]["/webhooks/{source}"].update(_handshake())
+    sub_path = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+    post = dict(document["paths"]["/webhooks/{source}"]["post"])
+    post["summary"] += " (sub-paths: Twilio status callbacks, Evolution's per-event URLs)"
+    post["parameters"] = [*post["parameters"], sub_path]
+    document["paths"]["/webhooks/{source}/{path}"] = {"post": post}
     document["paths"].update(_dead_letter_paths())
     document["paths"][SCHEMA_PATH] = {
         "get": {
