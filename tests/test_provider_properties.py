@@ -11,16 +11,17 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
 from relay.ingest.providers import standard_webhooks
-from tests.conftest import API_KEY, JWT_SECRET
+from tests.conftest import API_KEY, JWT_SECRET, auth
 from tests.provider_fixtures import (
     EVOLUTION_SECRET,
     FIXTURES,
@@ -90,11 +91,34 @@ def relay(request):
     if request.param == "redis":
         env["RELAY_REDIS_URL"] = request.getfixturevalue("redis_server").url
     process = RelayProcess(env).start()
+    start = _get(process, "/api/chats/check-updates/")["timestamp"]
     yield process
+    # Whatever the properties stored is a valid update event.
+    schema = Draft202012Validator(_get(process, "/schemas/update-event.json"))
+    stored = 0
+    while True:
+        page = _get(process, f"/api/chats/check-updates/?limit=1000&last_check={quote(start)}")
+        for update in page["updates"]:
+            schema.validate(update)
+        stored += len(page["updates"])
+        start = page["timestamp"]
+        if not page["more"]:
+            break
     process.stop()
+    assert stored > 0
     log = process.log()
     assert "request.failed" not in log, "an unexpected exception reached the edge"
     assert APIKEY_IN_BODIES not in log, "Evolution's apikey must never be logged"
+
+
+def _get(relay: RelayProcess, path: str) -> dict:
+    connection = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=10)
+    connection.request("GET", path, headers=auth("props"))
+    response = connection.getresponse()
+    body = json.loads(response.read())
+    connection.close()
+    assert response.status == 200, body
+    return body
 
 
 def post(relay: RelayProcess, path: str, body: bytes, headers: dict[str, str]) -> int:

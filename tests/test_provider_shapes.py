@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
@@ -59,7 +60,11 @@ async def deliver(client, provider: str, payload, status: bool = False) -> list[
     answer = await client.get(
         "/api/chats/check-updates/", params={"last_check": start["timestamp"]}, headers=auth()
     )
-    return (await answer.json())["updates"]
+    updates = (await answer.json())["updates"]
+    schema = await (await client.get("/schemas/update-event.json")).json()
+    for update in updates:
+        Draft202012Validator(schema).validate(update)
+    return updates
 
 
 def whatsapp(*messages, statuses=(), contacts=()) -> dict:

@@ -91,6 +91,10 @@ def update_event_schema() -> dict[str, Any]:
         }
         for kind, needed in _BY_TYPE
     ]
+    # A Standard Webhooks sender's message is its own; the chat providers' follow Message.
+    rules.append(
+        {"if": chat_provider, "then": {"properties": {"message": {"$ref": "#/$defs/Message"}}}}
+    )
     rules.append(
         {
             "if": {
@@ -126,7 +130,11 @@ def update_event_schema() -> dict[str, Any]:
             "audience": {"type": ["array", "null"], "items": _STRING},
             "source": _STRING,
             "provider": _STRING,
-            "message": _MESSAGE,
+            "message": {
+                "type": "object",
+                "description": "From a chat provider: #/$defs/Message. From a Standard "
+                "Webhooks sender: the sender's own message object.",
+            },
             "chat": {
                 "type": "object",
                 "properties": {"id": _STRING, "blocked": {"type": "boolean"}},
@@ -139,4 +147,5 @@ def update_event_schema() -> dict[str, Any]:
             "data": {},
         },
         "allOf": rules,
+        "$defs": {"Message": _MESSAGE},
     }
