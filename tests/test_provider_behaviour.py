@@ -206,3 +206,21 @@ def test_sources_without_their_secrets_are_config_problems():
     )
     assert len(problems) == 4
     assert any("[sources.evo]" in p and "jwt_key_env" in p for p in problems)
+
+
+async def test_a_reserialized_meta_body_does_not_match_its_signature(client):
+    """Meta signs its escaped bytes (\\u00e3, \\/): verifying a re-encoding would fail."""
+    (delivery,) = [d for d in DELIVERIES if d.id == "whatsapp_cloud/text_message.json"]
+    reencoded = orjson.dumps(orjson.loads(delivery.body))
+    assert reencoded != delivery.body and b"\\u00e3" in delivery.body
+    response = await client.post(delivery.path, data=reencoded, headers=delivery.headers)
+    assert response.status == 401
+
+
+async def test_a_twilio_status_path_is_part_of_what_twilio_signed(client):
+    (delivery,) = [d for d in DELIVERIES if d.id == "twilio/whatsapp_status_read.txt"]
+    assert delivery.path.endswith("/status")
+    elsewhere = await client.post(
+        "/webhooks/acme-twilio", data=delivery.body, headers=delivery.headers
+    )
+    assert elsewhere.status == 401
