@@ -232,3 +232,13 @@ async def test_the_store_keeps_the_newest_letters_only(bounded_store):
     assert await bounded_store.remove("0003") is True
     assert await bounded_store.remove("0003") is False
     assert [letter.id for letter in await bounded_store.list(10)] == ["0004", "0002"]
+
+
+async def test_the_memory_engine_also_bounds_the_bytes_it_holds():
+    letters = MemoryDeadLetters(max_letters=100, max_bytes=40)
+    for n in range(5):
+        await letters.add(_letter(n))  # 14 bytes of body each: two fit in 40
+    assert [letter.id for letter in await letters.list(10)] == ["0004", "0003"]
+    assert await letters.remove("0004") is True
+    await letters.add(_letter(9))
+    assert [letter.id for letter in await letters.list(10)] == ["0009", "0003"]

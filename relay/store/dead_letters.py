@@ -19,6 +19,8 @@ from relay.store.keys import dead_letters_index_key, dead_letters_items_key
 from relay.store.redis import UNAVAILABLE
 
 DEFAULT_MAX_LETTERS = 10_000
+# The embedded engine lives in the process's memory: bound the bodies it holds, too.
+DEFAULT_MAX_MEMORY_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +79,25 @@ class DeadLetters(Protocol):
 class MemoryDeadLetters:
     engine = "memory"
 
-    def __init__(self, max_letters: int = DEFAULT_MAX_LETTERS) -> None:
+    def __init__(
+        self, max_letters: int = DEFAULT_MAX_LETTERS, max_bytes: int = DEFAULT_MAX_MEMORY_BYTES
+    ) -> None:
         self.max_letters = max_letters
+        self.max_bytes = max_bytes
         self._letters: OrderedDict[str, DeadLetter] = OrderedDict()
+        self._bytes = 0
 
     async def add(self, letter: DeadLetter) -> None:
+        if letter.id in self._letters:
+            self._bytes -= len(self._letters.pop(letter.id).body)
         self._letters[letter.id] = letter
-        while len(self._letters) > self.max_letters:
-            self._letters.popitem(last=False)
+        self._bytes += len(letter.body)
+        # The newest letter always stays, even alone over the budget.
+        while len(self._letters) > 1 and (
+            len(self._letters) > self.max_letters or self._bytes > self.max_bytes
+        ):
+            _, oldest = self._letters.popitem(last=False)
+            self._bytes -= len(oldest.body)
 
     async def list(self, limit: int) -> list[DeadLetter]:
         return list(reversed(self._letters.values()))[:limit]
@@ -93,7 +106,11 @@ class MemoryDeadLetters:
         return self._letters.get(letter_id)
 
     async def remove(self, letter_id: str) -> bool:
-        return self._letters.pop(letter_id, None) is not None
+        letter = self._letters.pop(letter_id, None)
+        if letter is None:
+            return False
+        self._bytes -= len(letter.body)
+        return True
 
 
 class RedisDeadLetters:
