@@ -206,6 +206,9 @@ def test_sources_without_their_secrets_are_config_problems():
     )
     assert len(problems) == 4
     assert any("[sources.evo]" in p and "jwt_key_env" in p for p in problems)
+    bad_token = Source("tg", "telegram", ACCOUNT, {"secret": "has spaces?!"})
+    (problem,) = provider_problems({"tg": bad_token})
+    assert "secret_token" in problem
 
 
 async def test_a_reserialized_meta_body_does_not_match_its_signature(client):

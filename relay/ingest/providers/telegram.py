@@ -8,6 +8,7 @@ because Telegram message ids are unique only within a chat.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -22,6 +23,7 @@ from relay.settings import Source
 name = "telegram"
 required_secrets = ("secret",)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+SECRET_FORMAT = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 MEDIA_KINDS = {
     "animation": "video",
     "video": "video",
@@ -47,6 +49,13 @@ def verify(delivery: Delivery, source: Source) -> None:
         raise Rejected(f"{SECRET_HEADER} is required", code="missing_secret")
     if not matches(given, secrets_of(source)):
         raise Rejected(f"{SECRET_HEADER} does not match", code="bad_secret")
+
+
+def check_source(source: Source) -> list[str]:
+    # setWebhook refuses any other secret_token, so a bad one would never be sent back.
+    if all(SECRET_FORMAT.match(secret) for secret in source.secrets["secret"].split()):
+        return []
+    return ["secret_env: a Telegram secret_token is 1-256 of A-Z a-z 0-9 _ -"]
 
 
 def ack(delivery: Delivery) -> Ack:
