@@ -15,7 +15,7 @@ import orjson
 from relay.events import Event
 from relay.ingest.providers import normal
 from relay.ingest.providers.base import Ack, Delivery, Unprocessable
-from relay.ingest.providers.normal import as_dict, compact, text_of
+from relay.ingest.providers.normal import as_dict, as_list, compact, text_of
 from relay.ingest.providers.shared_secret import check_shared_secret
 from relay.settings import Source
 
@@ -61,6 +61,11 @@ def normalize(delivery: Delivery, source: Source) -> list[Event]:
     return []  # PresenceChatCallback and anything newer: nothing to show
 
 
+def _momment(payload: dict[str, Any]) -> Any:
+    # Z-API spells it `momment`; a few of its documented examples say `moment`.
+    return payload.get("momment", payload.get("moment"))
+
+
 def _message_id(payload: dict[str, Any]) -> str:
     message_id = text_of(payload.get("messageId"))
     if not message_id:
@@ -82,7 +87,7 @@ def _received(payload: dict[str, Any], prefix: str, source: Source) -> list[Even
     common = {
         "direction": "out" if outbound else "in",
         "from": sender,
-        "sent_at": normal.iso_from_unix(payload.get("momment"), milliseconds=True),
+        "sent_at": normal.iso_from_unix(_momment(payload), milliseconds=True),
     }
     reaction = as_dict(payload.get("reaction"))
     if reaction:
@@ -105,7 +110,7 @@ def _received(payload: dict[str, Any], prefix: str, source: Source) -> list[Even
     }
     if payload.get("isEdit"):
         body["edited_at"] = body.pop("sent_at")
-        event_id = f"{prefix}:{message_id}:edit:{text_of(payload.get('momment'))}"
+        event_id = f"{prefix}:{message_id}:edit:{text_of(_momment(payload))}"
         return [normal.message_event(source, name, event_id, "message.updated", chat_id, body)]
     event_id = f"{prefix}:{message_id}"
     return [normal.message_event(source, name, event_id, "message.created", chat_id, body)]
@@ -134,7 +139,8 @@ def _content(payload: dict[str, Any]) -> dict[str, Any]:
         return {"kind": "location", "text": text_of(place.get("name")), "location": location}
     contact = as_dict(payload.get("contact"))
     if contact:
-        card = compact({"name": text_of(contact.get("displayName"))})
+        phones = [text_of(phone) for phone in as_list(contact.get("phones"))]
+        card = compact({"name": text_of(contact.get("displayName")), "phones": phones or None})
         return {"kind": "contacts", "contacts": [card]}
     buttons = as_dict(payload.get("buttonsResponseMessage"))
     listed = as_dict(payload.get("listResponseMessage"))
@@ -157,7 +163,7 @@ def _statuses(payload: dict[str, Any], prefix: str, source: Source) -> list[Even
         return []  # READ_BY_ME (the business read an inbound message) and unknown values
     ids = payload.get("ids")
     ids = ids if isinstance(ids, list) else [payload.get("messageId")]
-    status_at = normal.iso_from_unix(payload.get("momment"), milliseconds=True)
+    status_at = normal.iso_from_unix(_momment(payload), milliseconds=True)
     return [
         normal.status_event(
             source,
@@ -188,7 +194,7 @@ def _delivery(payload: dict[str, Any], prefix: str, source: Source) -> list[Even
             message_id,
             status,
             provider_status="DeliveryCallback",
-            status_at=normal.iso_from_unix(payload.get("momment"), milliseconds=True),
+            status_at=normal.iso_from_unix(_momment(payload), milliseconds=True),
             error={"title": error} if error else None,
             provider_ids=compact({"zaap_id": text_of(payload.get("zaapId"))}) or None,
         )
@@ -199,14 +205,14 @@ def _connection(
     payload: dict[str, Any], kind: str, instance: str, prefix: str, source: Source
 ) -> Event:
     state = "open" if kind == "ConnectedCallback" else "close"
-    momment = text_of(payload.get("momment")) or "unknown"
+    momment = text_of(_momment(payload)) or "unknown"
     connection = compact(
         {
             "state": state,
             "reason": text_of(payload.get("error")),
             "instance": instance,
             "phone": text_of(payload.get("phone")),
-            "at": normal.iso_from_unix(payload.get("momment"), milliseconds=True),
+            "at": normal.iso_from_unix(_momment(payload), milliseconds=True),
         }
     )
     event_id = f"{prefix}:connection:{state}:{momment}"
