@@ -133,8 +133,11 @@ def normalize(delivery: Delivery, source: Source) -> list[Event]:
     if not sid:
         return []  # not a Messaging webhook (a Voice call, say): nothing to show
     status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
-    if status in INBOUND or (not status and ("Body" in params or "NumMedia" in params)):
-        return [_inbound(params, sid, source)]
+    if status in INBOUND or not status:
+        # An inbound message always carries Body and NumMedia; a bare "received" status
+        # callback about one does not, and has nothing to show.
+        has_content = "Body" in params or "NumMedia" in params
+        return [_inbound(params, sid, source)] if has_content else []
     normalized = STATUSES.get(status)
     if normalized is None:
         return []  # e.g. a status about an inbound message ("received"): nothing new
