@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from relay.appkeys import (
+    DEAD_LETTERS,
     LIVE,
     METRICS,
     POLL_LIMITER,
@@ -24,12 +25,14 @@ from relay.fanout import routes as fanout_routes
 from relay.fanout.live import Live
 from relay.http import edge_middleware, json_response
 from relay.ingest import routes as ingest_routes
+from relay.ingest.schema import update_event_schema
 from relay.metrics import Metrics
 from relay.observed_store import ObservedStore
 from relay.openapi import openapi_document
 from relay.ratelimit import RateLimiter
 from relay.settings import Settings
 from relay.store.base import Store
+from relay.store.dead_letters import DeadLetters, MemoryDeadLetters, RedisDeadLetters
 
 
 def build_store(settings: Settings) -> Store:
@@ -47,6 +50,13 @@ def build_store(settings: Settings) -> Store:
     return MemoryStore(settings.retention)
 
 
+def build_dead_letters(store: Store) -> DeadLetters:
+    """The same engine as the store: on Redis, the store's client (which the store closes)."""
+    from relay.store.redis import RedisStore
+
+    return RedisDeadLetters(store.client) if isinstance(store, RedisStore) else MemoryDeadLetters()
+
+
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
     """Wire everything; nothing is opened before the app starts (see `store_ctx`)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge_middleware])
@@ -55,8 +65,10 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[VERIFIER] = TokenVerifier(settings)
     app[POLL_LIMITER] = RateLimiter("poll", settings.poll_rate, settings.poll_burst)
     app[WEBHOOK_LIMITER] = RateLimiter("webhook", settings.webhook_rate, settings.webhook_burst)
-    observed = ObservedStore(store or build_store(settings), app[METRICS])
+    store = store or build_store(settings)
+    observed = ObservedStore(store, app[METRICS])
     app[STORE] = observed
+    app[DEAD_LETTERS] = build_dead_letters(store)
     app[LIVE] = Live(observed, settings.live, app[METRICS])
     observed.on_append = app[LIVE].on_append
     app.cleanup_ctx.append(store_ctx)
@@ -68,6 +80,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
+    app.router.add_get("/schemas/update-event.json", schema_handler)
     return app
 
 
@@ -109,3 +122,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 async def openapi_handler(request: web.Request) -> web.Response:
     return json_response(openapi_document(request.app[SETTINGS]))
+
+
+async def schema_handler(request: web.Request) -> web.Response:
+    return json_response(update_event_schema())

@@ -10,6 +10,7 @@ from relay.metrics import Metrics
 from relay.ratelimit import RateLimiter
 from relay.settings import Settings
 from relay.store.base import Store
+from relay.store.dead_letters import DeadLetters
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
@@ -18,3 +19,4 @@ VERIFIER = web.AppKey("verifier", TokenVerifier)
 LIVE = web.AppKey("live", Live)
 POLL_LIMITER = web.AppKey("poll_limiter", RateLimiter)
 WEBHOOK_LIMITER = web.AppKey("webhook_limiter", RateLimiter)
+DEAD_LETTERS = web.AppKey("dead_letters", DeadLetters)

@@ -7,6 +7,8 @@ from typing import Any
 from relay import __version__
 from relay.settings import Settings
 
+SCHEMA_PATH = "/schemas/update-event.json"
+
 _ERROR = {
     "type": "object",
     "required": ["error", "detail"],
@@ -88,7 +90,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "data": {},
         },
     }
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "relay", "version": __version__},
         "components": {
@@ -194,5 +196,114 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "responses": {"200": {"description": "OpenAPI"}},
                 }
             },
+        },
+    }
+    # The chat providers' additions: the event schema, the handshake, the dead letters.
+    document["components"]["schemas"]["UpdateEvent"] = {"$ref": SCHEMA_PATH}
+    document["paths"]["/webhooks/{source}"].update(_handshake())
+    sub_path = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+    post = dict(document["paths"]["/webhooks/{source}"]["post"])
+    post["summary"] += " (sub-paths: Twilio status callbacks, Evolution's per-event URLs)"
+    post["parameters"] = [*post["parameters"], sub_path]
+    document["paths"]["/webhooks/{source}/{path}"] = {"post": post}
+    document["paths"].update(_dead_letter_paths())
+    document["paths"][SCHEMA_PATH] = {
+        "get": {
+            "summary": "The JSON Schema (2020-12) of the update event",
+            "responses": {"200": _json({"type": "object"}, "JSON Schema")},
+        }
+    }
+    return document
+
+
+_SOURCE = {"name": "source", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _handshake() -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": "Meta's verification handshake (hub.mode, hub.verify_token, hub.challenge)",
+            "parameters": [
+                _SOURCE,
+                *(
+                    {"name": f"hub.{name}", "in": "query", "schema": {"type": "string"}}
+                    for name in ("mode", "verify_token", "challenge")
+                ),
+            ],
+            "responses": {
+                "200": {
+                    "description": "The challenge, echoed",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                **_errors(403, 404),
+            },
+        }
+    }
+
+
+def _dead_letter_paths() -> dict[str, Any]:
+    letter = {
+        "type": "object",
+        "required": ["id", "source", "provider", "account", "error", "received_at", "body_base64"],
+        "properties": {
+            "id": {"type": "string"},
+            "source": {"type": "string"},
+            "provider": {"type": "string"},
+            "account": {"type": "string"},
+            "error": {"type": "string"},
+            "received_at": {"type": "number", "description": "Unix seconds"},
+            "method": {"type": "string"},
+            "url": {"type": "string", "description": "Secret query parameters redacted"},
+            "headers": {"type": "object", "description": "Secret-bearing headers redacted"},
+            "query": {"type": "object"},
+            "body": {"type": ["string", "null"], "description": "The body when it is UTF-8"},
+            "body_base64": {"type": "string", "description": "The body, byte-exact"},
+        },
+    }
+    replayed = {
+        "type": "object",
+        "required": ["id", "outcome", "events"],
+        "properties": {
+            "id": {"type": "string"},
+            "outcome": {"enum": ["accepted", "duplicate", "ignored"]},
+            "events": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    return {
+        "/api/admin/dead-letters": {
+            "get": {
+                "summary": "Authentic webhooks that could not be normalized, newest first",
+                "security": [{"apiKey": []}],
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"dead_letters": {"type": "array", "items": letter}},
+                        },
+                        "The dead letters",
+                    ),
+                    **_errors(400, 401, 503),
+                },
+            }
+        },
+        "/api/admin/dead-letters/{id}/replay": {
+            "post": {
+                "summary": "Normalize a dead letter with the current code and append its events",
+                "security": [{"apiKey": []}],
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _json(replayed, "Replayed; the letter is removed"),
+                    **_errors(401, 404, 422, 503),
+                },
+            }
         },
     }

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from aiohttp import web
 
-from relay.appkeys import METRICS, SETTINGS, STORE, WEBHOOK_LIMITER
+from relay.appkeys import DEAD_LETTERS, METRICS, SETTINGS, STORE, WEBHOOK_LIMITER
 from relay.auth import check_api_key
 from relay.cursor import format_cursor
-from relay.errors import RelayError
+from relay.errors import Forbidden, RelayError
 from relay.http import json_response, read_body
-from relay.ingest import webhooks
-from relay.ingest.providers.base import Delivery, Rejected
+from relay.ingest import dead_letter_routes, webhooks
+from relay.ingest.providers.base import Ack, Delivery, Rejected
 from relay.ingest.publish import append_grouped, parse_publish
 from relay.ingest.webhooks import ingest, source_of
 from relay.metrics import event_type_label
+from relay.settings import Source
 
 
 async def publish_handler(request: web.Request) -> web.Response:
     app = request.app
-    check_api_key(request.headers, app[SETTINGS].api_keys)
     settings = app[SETTINGS]
+    check_api_key(request.headers, settings.api_keys)
     events = parse_publish(
         await read_body(request, settings.max_publish_bytes, settings.body_timeout)
     )
@@ -42,26 +45,59 @@ async def publish_handler(request: web.Request) -> web.Response:
     )
 
 
-async def webhook_handler(request: web.Request) -> web.Response:
-    app = request.app
-    settings = app[SETTINGS]
-    source, provider = source_of(settings, request.match_info["source"])
-    try:
-        app[WEBHOOK_LIMITER].take(source.name)
-    except RelayError:
-        app[METRICS].limit_refusals.labels("webhook_rate").inc()
-        raise
-    delivery = Delivery(
+class MethodNotAllowed(RelayError):
+    status = 405
+    code = "method_not_allowed"
+
+
+def public_url(request: web.Request, source: Source) -> str:
+    """The URL the provider requested, as the provider saw it. Behind a proxy the scheme,
+    host and port differ, so a source's `public_url` stands for `/webhooks/{source}`; the
+    rest of the path (Twilio's `/status`, Evolution's `/messages-upsert`) and the raw
+    query string are appended as received, because signatures cover them."""
+    base = source.options.get("public_url")
+    if not isinstance(base, str) or not base:
+        return str(request.url)
+    prefix = f"/webhooks/{source.name}"
+    path = request.raw_path.split("?", 1)[0]
+    tail = path[len(prefix) :] if path.startswith(prefix) else ""
+    url = urlsplit(base)._replace(query="", fragment="").geturl()
+    if tail:
+        url = url.rstrip("/") + tail
+    query = request.rel_url.raw_query_string
+    return f"{url}?{query}" if query else url
+
+
+async def delivery_of(request: web.Request, source: Source) -> Delivery:
+    settings = request.app[SETTINGS]
+    return Delivery(
         method=request.method,
-        url=str(source.options.get("public_url") or request.url),
+        url=public_url(request, source),
         headers=request.headers,
         query=request.query,
         body=await read_body(request, settings.max_body_bytes, settings.body_timeout),
         received_at=webhooks.now(),
     )
+
+
+def render(ack: Ack) -> web.Response:
+    return web.Response(
+        body=ack.body, status=ack.status, content_type=ack.content_type, headers=ack.headers
+    )
+
+
+async def webhook_handler(request: web.Request) -> web.Response:
+    app = request.app
+    source, provider = source_of(app[SETTINGS], request.match_info["source"])
+    try:
+        app[WEBHOOK_LIMITER].take(source.name)
+    except RelayError:
+        app[METRICS].limit_refusals.labels("webhook_rate").inc()
+        raise
+    delivery = await delivery_of(request, source)
     counted = app[METRICS].webhooks
     try:
-        result = await ingest(app[STORE], source, provider, delivery)
+        result = await ingest(app[STORE], app[DEAD_LETTERS], source, provider, delivery)
     except Rejected:
         counted.labels(source.name, source.provider, "rejected").inc()
         raise
@@ -73,12 +109,26 @@ async def webhook_handler(request: web.Request) -> web.Response:
     for event, outcome in zip(result.events, result.appended, strict=True):
         if not outcome.duplicate:
             appended_types.labels(event_type_label(event.type)).inc()
-    ack = result.ack
-    return web.Response(
-        body=ack.body, status=ack.status, content_type=ack.content_type, headers=ack.headers
-    )
+    return render(result.ack)
+
+
+async def handshake_handler(request: web.Request) -> web.Response:
+    """`GET /webhooks/{source}`: a provider's subscription handshake (Meta's hub.*)."""
+    source, provider = source_of(request.app[SETTINGS], request.match_info["source"])
+    handshake = getattr(provider, "handshake", None)
+    if handshake is None:
+        raise MethodNotAllowed(f"{source.provider} webhooks are POSTed; there is no handshake")
+    try:
+        ack = handshake(await delivery_of(request, source), source)
+    except Rejected as error:
+        raise Forbidden(error.detail, code=error.code) from None
+    return render(ack)
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/publish", publish_handler)
     app.router.add_post("/webhooks/{source}", webhook_handler)
+    # Sub-paths of a source: Twilio status callbacks, Evolution's webhook_by_events URLs.
+    app.router.add_post("/webhooks/{source}/{path:.+}", webhook_handler)
+    app.router.add_get("/webhooks/{source}", handshake_handler)
+    dead_letter_routes.add_routes(app)

@@ -26,3 +26,14 @@ def ids_key(account: str) -> str:
 
 def account_keys(account: str) -> list[str]:
     return [stream_key(account), clock_key(account), meta_key(account), ids_key(account)]
+
+
+# Dead letters are not an account's: one hash tag of their own keeps them on one slot.
+def dead_letters_index_key() -> str:
+    """Sorted set of dead-letter ids scored by their receive time (microseconds)."""
+    return "relay:{deadletters}:index"
+
+
+def dead_letters_items_key() -> str:
+    """Hash: dead-letter id -> its JSON record."""
+    return "relay:{deadletters}:items"

@@ -5,12 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import cast
 
-from relay.ingest.providers import standard_webhooks
+from relay.ingest.providers import (
+    evolution,
+    standard_webhooks,
+    telegram,
+    twilio,
+    whatsapp_cloud,
+    zapi,
+)
 from relay.ingest.providers.base import Provider
 from relay.settings import Source
 
-PROVIDERS: Mapping[str, Provider] = {
-    module.name: cast(Provider, module) for module in (standard_webhooks,)
+# A dict (not frozen) so that a test can register a provider of its own.
+PROVIDERS: dict[str, Provider] = {
+    cast(Provider, module).name: cast(Provider, module)
+    for module in (standard_webhooks, whatsapp_cloud, telegram, twilio, evolution, zapi)
 }
 
 
@@ -24,10 +33,10 @@ def provider_problems(sources: Mapping[str, Source]) -> list[str]:
             known = ", ".join(sorted(PROVIDERS))
             problems.append(f"{where}: unknown provider {source.provider!r} (known: {known})")
             continue
-        for secret in provider.required_secrets:
-            if secret not in source.secrets:
-                problems.append(f"{where}: {secret}_env is required for {source.provider}")
+        missing = [s for s in provider.required_secrets if s not in source.secrets]
+        problems += [f"{where}: {s}_env is required for {source.provider}" for s in missing]
         check = getattr(provider, "check_source", None)
-        if check is not None and not problems:
+        # Each source is checked on its own: another source's problem hides nothing here.
+        if check is not None and not missing:
             problems += [f"{where}: {line}" for line in check(source)]
     return problems

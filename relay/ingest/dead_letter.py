@@ -1,0 +1,103 @@
+"""What an authentic webhook that failed to normalize becomes (a DeadLetter with its
+secrets redacted), and how one is replayed through the provider's current code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from multidict import CIMultiDict, MultiDict
+
+from relay.ingest.providers.base import Delivery, Provider
+from relay.settings import Source
+from relay.store.dead_letters import DeadLetter
+
+REDACTED = "[redacted]"
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "x-hub-signature",
+        "x-hub-signature-256",
+        "x-twilio-signature",
+        "x-telegram-bot-api-secret-token",
+        "x-relay-secret",
+        "webhook-signature",
+        "svix-signature",
+    }
+)
+SECRET_QUERY = frozenset({"secret", "token", "hub.verify_token", "hub_verify_token"})
+# Anything else named like a credential is redacted too: providers add headers unannounced.
+_SECRET_NAME = re.compile(r"secret|signature|password|api[-_]?key|auth", re.IGNORECASE)
+
+
+def _is_secret(name: str, listed: frozenset[str]) -> bool:
+    return name.lower() in listed or bool(_SECRET_NAME.search(name))
+
+
+def _text(value: str) -> str:
+    # Header bytes that are not UTF-8 arrive as surrogates; JSON cannot hold those.
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {
+        _text(key): REDACTED if _is_secret(key, SECRET_HEADERS) else _text(value)
+        for key, value in headers.items()
+    }
+
+
+def redact_query(query: Mapping[str, str]) -> dict[str, str]:
+    return {
+        _text(key): REDACTED if _is_secret(key, SECRET_QUERY) else _text(value)
+        for key, value in query.items()
+    }
+
+
+def redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    query = urlencode([(k, REDACTED if _is_secret(k, SECRET_QUERY) else v) for k, v in pairs])
+    return _text(parts._replace(query=query, fragment="").geturl())
+
+
+def new_letter_id(received_at: float) -> str:
+    """Time-ordered and unguessable: `<microseconds hex>-<random hex>`."""
+    return f"{int(received_at * 1_000_000):014x}-{os.urandom(6).hex()}"
+
+
+def letter_of(delivery: Delivery, source: Source, provider: Provider, error: str) -> DeadLetter:
+    redact_body = getattr(provider, "redact_body", None)
+    return DeadLetter(
+        id=new_letter_id(delivery.received_at),
+        source=source.name,
+        provider=provider.name,
+        account=source.account,
+        error=_text(error)[:2000],
+        received_at=delivery.received_at,
+        method=delivery.method,
+        url=redact_url(delivery.url),
+        headers=redact_headers(delivery.headers),
+        query=redact_query(delivery.query),
+        body=redact_body(delivery.body) if redact_body else delivery.body,
+    )
+
+
+def delivery_of(letter: DeadLetter) -> Delivery:
+    """The delivery again, as the provider's normalizer saw it (minus the secrets)."""
+    return Delivery(
+        method=letter.method,
+        url=letter.url,
+        headers=CIMultiDict(letter.headers),
+        query=MultiDict(letter.query),
+        body=letter.body,
+        received_at=letter.received_at,
+    )
+
+
+def now() -> float:
+    return time.time()

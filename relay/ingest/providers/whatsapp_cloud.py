@@ -1,0 +1,269 @@
+"""WhatsApp Cloud API (Meta): `X-Hub-Signature-256` over the raw body, the GET
+verification handshake, and every `entry[] x changes[] x messages|statuses|errors[]`.
+
+Ids: a message (or reaction, edit, revoke: each has its own wamid) is
+`whatsapp_cloud:<wamid>`; a status is `whatsapp_cloud:<wamid>:status:<status>`. Wamids are
+global, so the same delivery reaching two apps subscribed to one WABA is stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import orjson
+
+from relay.events import Event
+from relay.ingest.providers import normal
+from relay.ingest.providers.base import Ack, Delivery, Rejected, Unprocessable
+from relay.ingest.providers.normal import as_dict, as_list, compact, text_of
+from relay.settings import Source
+
+name = "whatsapp_cloud"
+required_secrets = ("secret",)
+SIGNATURE_HEADER = "X-Hub-Signature-256"
+MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
+STATUSES = {"sent": "sent", "delivered": "delivered", "read": "read", "played": "played"}
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(delivery: Delivery, source: Source) -> None:
+    given = delivery.headers.get(SIGNATURE_HEADER, "")
+    if not given.startswith("sha256="):
+        raise Rejected(f"{SIGNATURE_HEADER} (sha256=<hex>) is required", code="missing_signature")
+    # Meta signs the bytes it sent (\u-escaped, \/): verify those, never a re-serialization.
+    presented = given.strip().lower().encode("utf-8", "surrogateescape")
+    matched = False
+    for secret in source.secrets["secret"].replace(",", " ").split():
+        matched |= hmac.compare_digest(presented, sign(secret, delivery.body).encode())
+    if not matched:
+        raise Rejected(f"{SIGNATURE_HEADER} does not match the body", code="bad_signature")
+
+
+def handshake(delivery: Delivery, source: Source) -> Ack:
+    """`GET ?hub.mode=subscribe&hub.verify_token=...&hub.challenge=...` (PHP-style
+    proxies turn the dots into underscores)."""
+    query = delivery.query
+
+    def param(key: str) -> str:
+        return query.get(f"hub.{key}") or query.get(f"hub_{key}") or ""
+
+    expected = source.secrets.get("verify_token", "").encode()
+    token = param("verify_token").encode("utf-8", "surrogateescape")
+    challenge = param("challenge")
+    if (
+        param("mode") != "subscribe"
+        or not expected
+        or not hmac.compare_digest(token, expected)
+        or not challenge
+        or len(challenge) > 256
+    ):
+        raise Rejected("the verify token does not match", code="bad_verify_token")
+    return Ack(body=challenge.encode(), content_type="text/plain")
+
+
+def ack(delivery: Delivery) -> Ack:
+    # Meta retries anything "other than 200" for up to 7 days: exactly 200.
+    return Ack(status=200)
+
+
+def normalize(delivery: Delivery, source: Source) -> list[Event]:
+    try:
+        payload: Any = orjson.loads(delivery.body)
+    except orjson.JSONDecodeError:
+        raise Unprocessable("the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise Unprocessable("the payload must be a JSON object")
+    if payload.get("object") != "whatsapp_business_account":
+        return []
+    events: list[Event] = []
+    for entry in as_list(payload.get("entry")):
+        for change in as_list(as_dict(entry).get("changes")):
+            change = as_dict(change)
+            value = as_dict(change.get("value"))
+            field = change.get("field")
+            if field == "messages":
+                events += _value_events(value, source)
+            elif field == "smb_message_echoes":
+                # Coexistence: what the business typed in the WhatsApp Business app.
+                for message in as_list(value.get("message_echoes")):
+                    events.append(_message(as_dict(message), {}, source, outbound=True))
+    return events
+
+
+def _value_events(value: dict[str, Any], source: Source) -> list[Event]:
+    names = {
+        text_of(as_dict(c).get("wa_id")): as_dict(as_dict(c).get("profile")).get("name")
+        for c in as_list(value.get("contacts"))
+    }
+    events = [_message(as_dict(m), names, source) for m in as_list(value.get("messages"))]
+    for status in as_list(value.get("statuses")):
+        normalized = _status(as_dict(status), source)
+        if normalized is not None:
+            events.append(normalized)
+    phone_number_id = text_of(as_dict(value.get("metadata")).get("phone_number_id"))
+    for error in as_list(value.get("errors")):
+        events.append(_webhook_error(as_dict(error), phone_number_id, source))
+    return events
+
+
+def _message(
+    message: dict[str, Any], names: dict[str | None, Any], source: Source, outbound: bool = False
+) -> Event:
+    wamid, sender = text_of(message.get("id")), text_of(message.get("from"))
+    if not wamid or not sender:
+        raise Unprocessable("a WhatsApp message has no id or no from")
+    chat_id = text_of(message.get("group_id")) or (
+        text_of(message.get("to")) if outbound else sender
+    )
+    event_id = f"{name}:{wamid}"
+    common = {
+        "direction": "out" if outbound else "in",
+        "from": normal.person(sender, names.get(sender)),
+        "sent_at": normal.iso_from_unix(message.get("timestamp")),
+    }
+    kind = message.get("type")
+    if kind == "reaction":
+        reaction = as_dict(message.get("reaction"))
+        emoji = text_of(reaction.get("emoji")) or None  # "" or absent: the reaction was removed
+        target = text_of(reaction.get("message_id")) or wamid
+        body = {"emoji": emoji, "removed": emoji is None, "id": wamid}
+        return normal.message_event(
+            source,
+            name,
+            event_id,
+            "message.reaction",
+            chat_id,
+            {"id": target, **common, "kind": "reaction", "reaction": body},
+        )
+    if kind == "edit":
+        edit = as_dict(message.get("edit"))
+        target = text_of(edit.get("original_message_id")) or wamid
+        content = _content(as_dict(edit.get("message")))
+        edited = {"id": target, **common, **content, "edited_at": common["sent_at"]}
+        edited.pop("sent_at")
+        return normal.message_event(source, name, event_id, "message.updated", chat_id, edited)
+    if kind == "revoke":
+        target = text_of(as_dict(message.get("revoke")).get("original_message_id")) or wamid
+        deleted = {"id": target, **common, "deleted_at": common["sent_at"]}
+        deleted.pop("sent_at")
+        return normal.message_event(source, name, event_id, "message.deleted", chat_id, deleted)
+    context = as_dict(message.get("context"))
+    created = {
+        "id": wamid,
+        **common,
+        **_content(message),
+        "reply_to": text_of(context.get("id")),
+        "forwarded": True if context.get("forwarded") else None,
+    }
+    return normal.message_event(source, name, event_id, "message.created", chat_id, created)
+
+
+def _content(message: dict[str, Any]) -> dict[str, Any]:
+    """kind, text and the kind's own reference for one message (or an edit's new content)."""
+    kind = message.get("type")
+    if kind == "text":
+        return {"kind": "text", "text": text_of(as_dict(message.get("text")).get("body"))}
+    if kind in MEDIA_TYPES:
+        item = as_dict(message.get(kind))
+        reference = normal.media(
+            item.get("id"),
+            item.get("url"),
+            item.get("mime_type"),
+            file_name=text_of(item.get("filename")),
+        )
+        return {"kind": kind, "text": text_of(item.get("caption")), "media": reference}
+    if kind == "location":
+        place = as_dict(message.get("location"))
+        location = compact(
+            {key: place.get(key) for key in ("latitude", "longitude", "name", "address", "url")}
+        )
+        return {"kind": "location", "text": text_of(place.get("name")), "location": location}
+    if kind == "contacts":
+        cards = [
+            compact(
+                {
+                    "name": text_of(as_dict(as_dict(card).get("name")).get("formatted_name")),
+                    "phones": [
+                        text_of(as_dict(p).get("wa_id") or as_dict(p).get("phone"))
+                        for p in as_list(as_dict(card).get("phones"))
+                    ],
+                }
+            )
+            for card in as_list(message.get("contacts"))
+        ]
+        return {"kind": "contacts", "contacts": cards}
+    if kind in ("interactive", "button"):
+        return _interactive(message, kind)
+    return {"kind": "unknown", "text": _unknown_text(message)}
+
+
+def _interactive(message: dict[str, Any], kind: str) -> dict[str, Any]:
+    if kind == "button":  # a quick-reply button of a template
+        button = as_dict(message.get("button"))
+        title = text_of(button.get("text"))
+        reply = {"type": "button", "id": text_of(button.get("payload")), "title": title}
+        return {"kind": "interactive", "text": title, "interactive": compact(reply)}
+    interactive = as_dict(message.get("interactive"))
+    reply_type = text_of(interactive.get("type")) or "unknown"
+    chosen = as_dict(interactive.get(reply_type))
+    title = text_of(chosen.get("title")) or text_of(chosen.get("body"))
+    reply = {
+        "type": reply_type,
+        "id": text_of(chosen.get("id")),
+        "title": title,
+        "description": text_of(chosen.get("description")),
+        "response_json": text_of(chosen.get("response_json")),
+    }
+    return {"kind": "interactive", "text": title, "interactive": compact(reply)}
+
+
+def _unknown_text(message: dict[str, Any]) -> str | None:
+    system = as_dict(message.get("system"))
+    if system:
+        return text_of(system.get("body"))
+    error = as_dict(next(iter(as_list(message.get("errors"))), None))
+    return text_of(error.get("title")) or text_of(error.get("message"))
+
+
+def _status(status: dict[str, Any], source: Source) -> Event | None:
+    wamid, value = text_of(status.get("id")), text_of(status.get("status"))
+    if not wamid or not value:
+        raise Unprocessable("a WhatsApp status has no id or no status")
+    normalized = "failed" if value == "failed" else STATUSES.get(value)
+    if normalized is None:
+        return None  # e.g. the deprecated "deleted": nothing a client can show
+    error = as_dict(next(iter(as_list(status.get("errors"))), None))
+    detail = as_dict(error.get("error_data")).get("details") or error.get("message")
+    return normal.status_event(
+        source,
+        name,
+        f"{name}:{wamid}:status:{normalized}",
+        status.get("recipient_id"),
+        wamid,
+        normalized,
+        provider_status=value,
+        status_at=normal.iso_from_unix(status.get("timestamp")),
+        error={"code": error.get("code"), "title": text_of(error.get("title")), "detail": detail}
+        if error
+        else None,
+    )
+
+
+def _webhook_error(error: dict[str, Any], phone_number_id: str | None, source: Source) -> Event:
+    """An error about the whole number (not one message): the connection is not healthy."""
+    digest = hashlib.sha256(orjson.dumps(error, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+    detail = as_dict(error.get("error_data")).get("details") or error.get("message")
+    connection = {
+        "state": "error",
+        "phone_number_id": phone_number_id,
+        "error": compact(
+            {"code": error.get("code"), "title": text_of(error.get("title")), "detail": detail}
+        ),
+    }
+    event_id = f"{name}:{phone_number_id}:error:{digest}"
+    return normal.event(source, name, event_id, "connection.updated", None, connection=connection)
