@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from relay import demo
 from relay.appkeys import LIVE, METRICS, SETTINGS, STORE, VERIFIER
 from relay.auth import TokenVerifier
 from relay.errors import StoreUnavailable
@@ -57,6 +58,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
+    demo.add_routes(app)  # only with RELAY_DEMO=1
     return app
 
 

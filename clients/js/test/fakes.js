@@ -99,10 +99,13 @@ export class FakeRelay {
     return this.sources.filter((s) => s.readyState === 1);
   }
 
-  publish(...ids) {
-    for (const id of ids) {
+  /** Append events: an id (a message.created in chat c1) or an object of fields. */
+  publish(...items) {
+    for (const item of items) {
       this.clock += 1;
-      this.events.push({ id, type: "message.created", chat_id: "c1", timestamp: cursorText(this.clock) });
+      const fields = typeof item === "string" ? { id: item } : item;
+      const event = { type: "message.created", chat_id: "c1", data: { text: fields.id } };
+      this.events.push({ ...event, ...fields, timestamp: cursorText(this.clock) });
     }
     if (!this.up) return;
     for (const source of this.openSources) this.pushTo(source);
