@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from typing import Any
 
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -56,9 +56,11 @@ def wait_for(
     """Poll a DOM condition until it holds, or fail after `timeout` seconds saying what."""
     try:
         return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
-    except Exception as error:
+    except TimeoutException as error:
         state = driver.execute_script("return JSON.stringify(window.relayDemo ?? null)")
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; page: {state}") from error
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {what}; page: {state}"
+        ) from error
 
 
 def status(driver: webdriver.Chrome) -> str:
@@ -78,7 +80,3 @@ def demo_state(driver: webdriver.Chrome) -> dict:
         "const d = window.relayDemo;"
         "return {statuses: d.statuses, updates: d.updates, resets: d.resets, errors: d.errors}"
     )
-
-
-def monotonic_deadline(seconds: float) -> float:
-    return time.monotonic() + seconds
