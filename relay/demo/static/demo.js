@@ -77,8 +77,9 @@ function onUpdate(update) {
   const time = new Date(update.timestamp).toLocaleTimeString([], { hour12: false });
   item.append(element("span", "meta", `${isMessage ? chatId : update.type} · ${time}`));
   item.hidden = selected !== null && selected !== chatId;
-  $("messages").append(item);
-  item.scrollIntoView({ block: "end" });
+  const list = $("messages");
+  list.append(item);
+  list.scrollTop = list.scrollHeight;
 
   const chat = chatFor(chatId);
   chat.count += 1;
