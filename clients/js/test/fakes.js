@@ -74,6 +74,7 @@ export class FakeRelay {
     this.requests = []; // every fetch: { url, params, token }
     this.sources = []; // every EventSource ever made
     this.waiters = new Set();
+    this.fakeClock = null; // set by the test: long-polls then end after their wait
     const relay = this;
     this.fetch = (url, init) => relay.handleFetch(url, init);
     this.EventSource = class FakeEventSource {
@@ -154,11 +155,15 @@ export class FakeRelay {
     let page = this.page(since);
     if (wait > 0 && since !== null && !page.updates.length && !page.reset) {
       await new Promise((resolve, reject) => {
+        let timer = null;
         const waiter = (error) => {
           this.waiters.delete(waiter);
+          if (timer !== null) this.fakeClock.clearTimeout(timer);
           error ? reject(error) : resolve();
         };
         this.waiters.add(waiter);
+        // Like relay, a long-poll answers empty once its wait is over.
+        if (this.fakeClock) timer = this.fakeClock.setTimeout(() => waiter(), wait * 1000);
         init.signal?.addEventListener("abort", () =>
           waiter(new DOMException("aborted", "AbortError")),
         );

@@ -7,6 +7,7 @@ import { FakeClock, FakeRelay, fakeJwt, flush } from "./fakes.js";
 /** Connect a client to a fake relay on a fake clock, recording everything it reports. */
 function start(relay, options = {}) {
   const clock = options.clock ?? new FakeClock();
+  relay.fakeClock = clock;
   const seen = { updates: [], statuses: [], resets: [], errors: [] };
   const client = connect({
     url: "https://relay.test",
@@ -292,6 +293,59 @@ test("the token is refreshed before exp and the SSE stream reconnects with it, n
   await flush();
   assert.deepEqual(seen.updates, ["a", "b", "c"]);
   assert.deepEqual(seen.statuses, ["connecting/sse", "live/sse"], "no flicker on refresh");
+  client.stop();
+});
+
+test("long-polls carry a refreshed token from their next request on", async () => {
+  const iat = Math.floor(Date.UTC(2026, 0, 1) / 1000);
+  const first = fakeJwt({ sub: "u", account: "acme", iat, exp: iat + 120 });
+  const second = fakeJwt({ sub: "u", account: "acme", iat: iat + 60, exp: iat + 180 });
+  const relay = new FakeRelay({ tokens: [first, second] });
+  const { client, clock, seen } = start(relay, {
+    token: first,
+    getToken: async () => second,
+    transports: ["longpoll"],
+  });
+  await clock.advance(60000); // long-polls of 25 s came and went; the refresh is due now
+  const sent = relay.requests.length;
+  assert.ok(relay.requests.every((r) => r.token === first));
+  relay.publish("a"); // answers the long-poll that was sent with the old token
+  await flush();
+  relay.publish("b");
+  await flush();
+  assert.deepEqual(
+    relay.requests.slice(sent).map((r) => r.token),
+    [second, second],
+  );
+  assert.deepEqual(seen.updates, ["a", "b"]);
+  client.stop();
+});
+
+test("a failing getToken is reported and retried with backoff", async () => {
+  const relay = new FakeRelay({ tokens: ["fresh"] });
+  let calls = 0;
+  const { client, clock, seen } = start(relay, {
+    token: "expired",
+    transports: ["poll"],
+    getToken: async () => {
+      calls += 1;
+      if (calls < 3) throw new Error("auth server down");
+      return "fresh";
+    },
+  });
+  await clock.advance(0);
+  assert.equal(calls, 1);
+  assert.equal(client.status, "offline");
+  assert.deepEqual(clock.pending(), [250]);
+  await clock.advance(250);
+  assert.equal(calls, 2);
+  assert.deepEqual(clock.pending(), [500]);
+  await clock.advance(500);
+  assert.equal(calls, 3);
+  assert.equal(client.status, "polling");
+  assert.deepEqual(relay.requests.map((r) => r.token), ["expired", "expired", "expired", "fresh"]);
+  const failures = ["token_refresh_failed", "token_expired"];
+  assert.deepEqual(seen.errors, [...failures, ...failures]);
   client.stop();
 });
 

@@ -100,6 +100,9 @@ class Connection {
     this.interrupt = null; // ends the running SSE stream (stop, token refresh)
     this.controller = null; // aborts the running fetch
     this.upgradeDue = false;
+    this.refreshing = null;
+    this.refreshTimer = null;
+    this.authRetried = false;
     this.setStatus("connecting", this.transports[0]);
   }
 
@@ -180,13 +183,15 @@ class Connection {
         this.stop();
         return;
       }
-      if (this.attempt === 0) {
-        // First 401 in a row: the token probably expired; refresh and retry at once.
-        this.attempt += 1;
-        await this.refreshToken();
+      const refused = this.token;
+      await this.refreshToken();
+      if (this.stopped) return;
+      if (this.token !== refused && !this.authRetried) {
+        // The token had probably expired: retry at once with the new one, but only once
+        // until something succeeds, so a relay refusing every token is not hammered.
+        this.authRetried = true;
         return;
       }
-      await this.refreshToken();
     }
     if (this.stopped) return;
     if (outcome.error) this.report(outcome.error);
@@ -217,6 +222,7 @@ class Connection {
         if (this.stopped) return;
         opened = true;
         this.attempt = 0;
+        this.authRetried = false;
         this.refusals = 0;
         this.setStatus("live", "sse");
       };
@@ -307,22 +313,29 @@ class Connection {
     if (body.reset) this.callback("onReset", { timestamp: body.timestamp, reset: true });
     for (const update of body.updates ?? []) this.deliver(update);
     this.cursor = body.timestamp; // the server's cursor, echoed verbatim next time
+    this.authRetried = false;
     return { ok: true, more: Boolean(body.more) };
   }
 
   // -- tokens ---------------------------------------------------------------------
 
-  async refreshToken() {
-    if (typeof this.o.getToken !== "function") return;
-    try {
-      const token = await this.o.getToken();
-      if (this.stopped) return;
-      if (!token) throw new Error("getToken() returned no token");
-      this.token = token;
-      this.scheduleRefresh();
-    } catch (error) {
-      this.report(relayError("token_refresh_failed", error));
-    }
+  /** Ask getToken for a new token; concurrent callers (timer and a 401) share one call. */
+  refreshToken() {
+    if (typeof this.o.getToken !== "function") return Promise.resolve();
+    this.refreshing ??= (async () => {
+      try {
+        const token = await this.o.getToken();
+        if (this.stopped) return;
+        if (!token) throw new Error("getToken() returned no token");
+        this.token = token;
+        this.scheduleRefresh();
+      } catch (error) {
+        this.report(relayError("token_refresh_failed", error));
+      } finally {
+        this.refreshing = null;
+      }
+    })();
+    return this.refreshing;
   }
 
   scheduleRefresh() {
