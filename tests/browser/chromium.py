@@ -36,7 +36,9 @@ def chromium_paths() -> tuple[str, str] | None:
     """(chromium, chromedriver), from RELAY_TEST_CHROMIUM / RELAY_TEST_CHROMEDRIVER or PATH."""
     browser = os.environ.get("RELAY_TEST_CHROMIUM") or shutil.which("chromium")
     driver = os.environ.get("RELAY_TEST_CHROMEDRIVER") or shutil.which("chromedriver")
-    return (browser, driver) if browser and driver else None
+    if browser and driver and os.access(browser, os.X_OK) and os.access(driver, os.X_OK):
+        return browser, driver
+    return None
 
 
 def start_chromium(browser: str, driver: str) -> webdriver.Chrome:

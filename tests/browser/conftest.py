@@ -45,23 +45,24 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-def relay_env(redis: RedisServer) -> dict[str, str]:
+def relay_env(redis: RedisServer, **extra: str) -> dict[str, str]:
     return {
         "RELAY_DEMO": "1",
         "RELAY_REDIS_URL": redis.url,
         "RELAY_JWT_SECRET": JWT_SECRET,
         "RELAY_API_KEYS": API_KEY,
         "RELAY_LOG_LEVEL": "warning",
+        **extra,
     }
 
 
 @pytest.fixture
-def start_relay(redis_url, redis_server) -> Iterator[Callable[[], RelayProcess]]:
+def start_relay(redis_url, redis_server) -> Iterator[Callable[..., RelayProcess]]:
     """Start `relay serve` processes on the test's (flushed) Redis; stop them all at the end."""
     started: list[RelayProcess] = []
 
-    def start() -> RelayProcess:
-        process = RelayProcess(relay_env(redis_server)).start()
+    def start(**env: str) -> RelayProcess:
+        process = RelayProcess(relay_env(redis_server, **env)).start()
         started.append(process)
         return process
 

@@ -77,6 +77,36 @@ def test_killed_and_restarted_relay_shows_offline_then_live_and_loses_nothing(br
     assert state["resets"] == 0
 
 
+def test_history_trimmed_while_offline_resets_once_then_carries_on(browser, start_relay):
+    relay = start_relay(RELAY_MAX_EVENTS="3")
+    other_replica = start_relay(RELAY_MAX_EVENTS="3")
+    browser.get(demo_url(relay.url))
+    wait_for(browser, lambda d: status(d) == "live", "status live")
+    publish(relay.url, "a0")
+    wait_for_ids(browser, ["a0"])
+
+    relay.stop(signal.SIGKILL)
+    wait_for(browser, lambda d: status(d) == "offline", "status offline after SIGKILL")
+    # Six events while the page is away: the stream keeps 3, so b0-b2 are trimmed and the
+    # page's cursor (a0) is below the stream's low watermark.
+    publish(other_replica.url, *(f"b{i}" for i in range(6)))
+    relay.start()
+    wait_for(browser, lambda d: status(d) == "live", "status live after the restart")
+    publish(relay.url, "end")
+
+    expected = ["a0", "b3", "b4", "b5", "end"]
+    shown = wait_for_ids(browser, expected)
+    assert_exactly_once_in_order(shown, expected)
+    state = demo_state(browser)
+    assert state["resets"] == 1
+    # The reset is announced before the events that follow it.
+    items = browser.execute_script(
+        "return [...document.querySelectorAll('#messages li')]"
+        ".map(node => node.dataset.eventId ?? node.className)"
+    )
+    assert items == ["a0", "notice", "b3", "b4", "b5", "end"]
+
+
 def test_sse_refused_by_a_proxy_falls_back_to_long_poll_and_delivers_everything(
     browser, start_relay
 ):
