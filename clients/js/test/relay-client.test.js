@@ -149,6 +149,26 @@ test("SSE event: reset calls onReset and does not move the cursor", async () => 
   client.stop();
 });
 
+test("SSE: a reset with no event after it is announced once across reconnects", async () => {
+  const relay = new FakeRelay();
+  const { client, clock, seen } = start(relay, { lastCheck: "2025-07-19T03:54:00.000001+00:00" });
+  relay.publish("m1");
+  relay.trim(0); // everything trimmed: the stream has nothing visible after the reset
+  await clock.advance(0);
+  assert.equal(seen.resets.length, 1);
+  relay.kill();
+  relay.restart();
+  await flush();
+  await clock.advance(clock.pending()[0]);
+  assert.equal(relay.sources.length, 2);
+  assert.equal(relay.sources[1].params.get("last_check"), seen.resets[0].timestamp);
+  assert.equal(seen.resets.length, 1, "not announced again");
+  relay.publish("m2");
+  await flush();
+  assert.deepEqual(seen.updates, ["m2"]);
+  client.stop();
+});
+
 // -- fallback --------------------------------------------------------------------------
 
 test("fallback order: SSE refused 3 times, then long-poll, then plain polling", async () => {

@@ -212,8 +212,17 @@ class Connection {
       const params = { token: this.token, last_check: this.cursor, limit: this.o.limit };
       const source = new this.EventSource(buildUrl(this.o.url, SSE_PATH, params));
       let opened = false;
+      let finished = false;
+      let resetCursor = null;
       const finish = (outcome) => {
+        if (finished) return;
+        finished = true;
         source.close();
+        if (resetCursor !== null) {
+          // A reset with no event after it: resume from where the reset was announced,
+          // or every reconnect would announce it again. The app reloads its state anyway.
+          this.cursor = resetCursor;
+        }
         this.interrupt = null;
         resolve(outcome);
       };
@@ -237,6 +246,7 @@ class Connection {
         }
         // The event's id is its cursor: a new EventSource resumes from it via last_check.
         if (message.lastEventId) this.cursor = message.lastEventId;
+        resetCursor = null;
         this.deliver(update);
       };
       source.addEventListener("reset", (message) => {
@@ -245,7 +255,9 @@ class Connection {
         try {
           info = JSON.parse(message.data);
         } catch {}
-        // The events after the reset carry the cursor forward; the reset frame does not.
+        // The events after the reset carry the cursor forward; the reset frame does not,
+        // unless the stream ends before any of them (see finish).
+        if (typeof info.timestamp === "string") resetCursor = info.timestamp;
         this.callback("onReset", info);
       });
       source.onerror = () => {
