@@ -9,6 +9,9 @@ from importlib import resources
 from aiohttp import web
 
 from relay.appkeys import SETTINGS
+from relay.logs import get_logger
+
+log = get_logger("relay.demo")
 
 # The only files served: nothing else under the package can be reached from a URL.
 ASSETS = {
@@ -35,6 +38,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/demo", demo_page)
     app.router.add_get("/demo/", demo_page)
     app.router.add_get("/demo/{name}", demo_asset)
+    log.info("demo.enabled", path="/demo", note="add a JWT from `relay token` as ?token")
 
 
 def asset(name: str) -> bytes:
