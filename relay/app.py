@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from relay import demo
 from relay.appkeys import (
     DEAD_LETTERS,
     LIVE,
@@ -81,6 +82,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/openapi.json", openapi_handler)
     app.router.add_get("/schemas/update-event.json", schema_handler)
+    demo.add_routes(app)  # only with RELAY_DEMO=1
     return app
 
 

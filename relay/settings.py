@@ -87,6 +87,7 @@ class Settings:
     live: LiveSettings = field(default_factory=LiveSettings)
     config_path: Path | None = None
     sources: Mapping[str, Source] = field(default_factory=dict)
+    demo: bool = False  # RELAY_DEMO=1 serves the demo inbox at /demo
 
     @property
     def engine(self) -> str:
@@ -169,6 +170,7 @@ class Settings:
             live=live,
             config_path=config_path,
             sources=_load_sources(config_path, env, problems) if config_path else {},
+            demo=reader.flag("RELAY_DEMO"),
         )
         if settings.jwt_secret and settings.jwt_public_key:
             problems.append(
@@ -197,6 +199,17 @@ class _Reader:
             self.problems.append(f"{name}: {value} is out of range")
             return default
         return value
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        raw = self.env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name}: expected 1 or 0 (true/false, yes/no, on/off), got {raw!r}")
+        return default
 
     def duration_us(self, name: str, default: str) -> int:
         raw = self.env.get(name, "").strip() or default
