@@ -5,6 +5,7 @@ server-to-server API keys of the publish and admin routes.
 from __future__ import annotations
 
 import hmac
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ class Viewer:
 
 class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
-        self.key = settings.jwt_secret or settings.jwt_public_key
+        # Several keys verify during a rotation: the new one first, the old until it retires.
+        self.keys = jwt_keys(settings)
         # One algorithm, pinned: an HS256 token can never be checked against an RSA key.
         self.algorithms = ["HS256"] if settings.jwt_secret else ["RS256"]
         self.audience = settings.jwt_audience
@@ -40,20 +42,12 @@ class TokenVerifier:
         self.leeway = settings.jwt_leeway
 
     def verify(self, token: str | None) -> Viewer:
-        if not self.key:
+        if not self.keys:
             raise Unauthorized("browser tokens are not configured on this relay")
         if not token:
             raise Unauthorized("a Bearer token (or ?token=) is required")
         try:
-            claims = jwt.decode(
-                token,
-                self.key,
-                algorithms=self.algorithms,
-                audience=self.audience,
-                issuer=self.issuer,
-                leeway=self.leeway,
-                options={"require": ["exp", "sub", "account"], "verify_aud": bool(self.audience)},
-            )
+            claims = self._decode(token)
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired", code="token_expired") from None
         except jwt.PyJWTError as error:
@@ -61,6 +55,39 @@ class TokenVerifier:
                 f"the token is invalid: {_reason(error)}", code="bad_token"
             ) from None
         return _viewer(claims)
+
+
+    def _decode(self, token: str) -> dict:
+        for key in self.keys[:-1]:
+            try:
+                return self._decode_with(token, key)
+            except jwt.InvalidSignatureError:
+                continue
+        return self._decode_with(token, self.keys[-1])
+
+    def _decode_with(self, token: str, key: str) -> dict:
+        return jwt.decode(
+            token,
+            key,
+            algorithms=self.algorithms,
+            audience=self.audience,
+            issuer=self.issuer,
+            leeway=self.leeway,
+            options={"require": ["exp", "sub", "account"], "verify_aud": bool(self.audience)},
+        )
+
+
+_PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----.+?-----END [A-Z ]+-----", re.S)
+
+
+def jwt_keys(settings: Settings) -> list[str]:
+    """RELAY_JWT_SECRET holds one or more whitespace-separated secrets; RELAY_JWT_PUBLIC_KEY
+    one or more PEM blocks. The first is current; the others are accepted while rotating."""
+    if settings.jwt_secret:
+        return settings.jwt_secret.split()
+    if settings.jwt_public_key:
+        return _PEM_BLOCK.findall(settings.jwt_public_key) or [settings.jwt_public_key]
+    return []
 
 
 def _reason(error: jwt.PyJWTError) -> str:

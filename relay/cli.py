@@ -84,7 +84,8 @@ def token(args: argparse.Namespace) -> int:
     if not settings.jwt_secret:
         _fail(["RELAY_JWT_SECRET is not set: relay token mints HS256 tokens from it"])
     chats = [c for c in args.chats.split(",") if c] if args.chats else None
-    print(mint_token(settings.jwt_secret, args.account, args.user, chats, _ttl_seconds(args.ttl)))
+    current = settings.jwt_secret.split()[0]  # the first of several is the current one
+    print(mint_token(current, args.account, args.user, chats, _ttl_seconds(args.ttl)))
     return 0
 
 

@@ -95,7 +95,7 @@ class Settings:
 
     def secret_values(self) -> list[str]:
         """Every secret this process knows, so the log redactor can scrub them."""
-        values = [self.jwt_secret, *self.api_keys]
+        values = [*(self.jwt_secret or "").split(), *self.api_keys]
         for source in self.sources.values():
             values += source.secrets.values()
         if self.redis_url and "@" in self.redis_url:
