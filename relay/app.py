@@ -24,7 +24,9 @@ def build_store(settings: Settings) -> Store:
     if settings.redis_url:
         from relay.store.redis import RedisStore
 
-        return RedisStore.from_url(settings.redis_url, settings.retention, settings.redis_timeout)
+        return RedisStore.from_url(
+            settings.redis_url, settings.retention, settings.redis_timeout, settings.redis_cluster
+        )
     from relay.store.memory import MemoryStore
 
     return MemoryStore(settings.retention)

@@ -48,6 +48,7 @@ class Settings:
     port: int = 8080
     redis_url: str | None = None
     redis_timeout: float = 2.0
+    redis_cluster: str = "auto"  # auto: ask the server (INFO cluster) on first use
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key: str | None = field(default=None, repr=False)
     jwt_audience: str | None = None
@@ -104,6 +105,7 @@ class Settings:
             port=reader.integer("RELAY_PORT", 8080, minimum=0, maximum=65535),
             redis_url=reader.redis_url(),
             redis_timeout=reader.duration_us("RELAY_REDIS_TIMEOUT", "2s") / 1e6,
+            redis_cluster=reader.choice("RELAY_REDIS_CLUSTER", ("auto", "yes", "no"), "auto"),
             jwt_secret=env.get("RELAY_JWT_SECRET") or None,
             jwt_public_key=jwt_public_key,
             jwt_audience=env.get("RELAY_JWT_AUDIENCE") or None,

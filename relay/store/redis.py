@@ -1,4 +1,5 @@
-"""The Redis engine: one Lua script per append and per read (EVALSHA, loaded once).
+"""The Redis engine: one Lua script per append and per read (EVALSHA, loaded once),
+against a single Redis or a Redis Cluster (every key of one call shares the `{account}` tag).
 
 Timestamps come from Redis `TIME` inside the script, never from this process's clock.
 """
@@ -6,15 +7,23 @@ Timestamps come from Redis `TIME` inside the script, never from this process's c
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.cursor import Cursor
@@ -31,8 +40,27 @@ def _lua(name: str) -> str:
 APPEND_LUA = _lua("append.lua")
 READ_LUA = _lua("read.lua")
 
+ClusterMode = Literal["auto", "yes", "no"]
+
 # Outcomes that mean "Redis did not answer": the caller gets 503 and the sender retries.
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+# A cluster that cannot be reached at all, or has no master for a slot, says it with
+# RedisClusterException / ClusterDownError rather than a connection error.
+UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    asyncio.TimeoutError,
+    ClusterError,
+    RedisClusterException,
+)
+# Transient while a slot migrates or a replica is promoted: the client library already
+# follows MOVED/ASK; these mean "not yet", so the store tries again until its deadline.
+# Safe for appends too: a re-run with the same event ids is a no-op (see append.lua).
+TRANSIENT = (TryAgainError, ClusterDownError, ClusterError)
+
+
+def _retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=0.25, base=0.02), retries=2)
 
 
 def connect(url: str, timeout: float) -> redis.Redis:
@@ -44,36 +72,131 @@ def connect(url: str, timeout: float) -> redis.Redis:
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), retries=2),
+        retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
+
+
+def connect_cluster(url: str, timeout: float) -> RedisCluster:
+    """A Cluster client seeded by any node's URL: it learns the slot map, follows MOVED and
+    ASK, and re-reads the map after a failover. Nothing is opened until the first call."""
+    return RedisCluster.from_url(
+        url,
+        protocol=2,
+        decode_responses=False,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        retry=_retry(),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        require_full_coverage=False,  # serve the accounts whose masters are up
+        # On MOVED, patch the one slot in the map. The default (re-read the whole map every
+        # 5th MOVED) closes every connection, in-flight calls of other requests included,
+        # and those fail with "Connection closed" while a slot migrates.
+        reinitialize_steps=0,
+    )
+
+
+async def is_cluster(url: str, timeout: float) -> bool:
+    """Ask the seed node whether it runs in cluster mode (`INFO cluster`, else
+    `CLUSTER INFO` for an ACL user that may not run INFO)."""
+    probe = connect(url, timeout)
+    try:
+        try:
+            info = await probe.info("cluster")
+            return str(info.get("cluster_enabled", 0)) == "1"
+        except RedisError as error:
+            if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
+                raise
+        try:
+            await probe.execute_command("CLUSTER", "INFO")
+            return True
+        except RedisError as error:
+            if "cluster support disabled" in str(error):
+                return False
+            if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
+                raise
+            raise StoreUnavailable(
+                "cannot tell whether Redis is a cluster (INFO and CLUSTER INFO refused): "
+                "set RELAY_REDIS_CLUSTER=yes or no"
+            ) from error
+    finally:
+        await probe.aclose()
 
 
 class RedisStore:
     engine = "redis"
 
-    def __init__(self, client: Any, retention: Retention | None = None) -> None:
-        self.client = client
+    def __init__(
+        self, client: Any, retention: Retention | None = None, timeout: float = 2.0
+    ) -> None:
         self.retention = retention or Retention()
-        self._append = client.register_script(APPEND_LUA)
-        self._read = client.register_script(READ_LUA)
+        self.timeout = timeout
         self._limits = (
             self.retention.max_events,
             self.retention.max_age_us,
             self.retention.dedupe_window_us,
             self.retention.dedupe_max,
         )
+        self._url: str | None = None
+        self._connecting = asyncio.Lock()
+        self.client: Any = None
+        self.clustered = False
+        self._ready = False
+        if client is not None:
+            self._bind(client)
+
+    def _bind(self, client: Any) -> None:
+        self.client = client
+        self.clustered = isinstance(client, RedisCluster)
+        self._append = client.register_script(APPEND_LUA)
+        self._read = client.register_script(READ_LUA)
 
     @classmethod
-    def from_url(cls, url: str, retention: Retention | None = None, timeout: float = 2.0):
-        return cls(connect(url, timeout), retention)
+    def from_url(
+        cls,
+        url: str,
+        retention: Retention | None = None,
+        timeout: float = 2.0,
+        cluster: ClusterMode | str = "auto",
+    ) -> RedisStore:
+        """`cluster="auto"` asks the server on first use (nothing is opened before)."""
+        if cluster == "yes":
+            return cls(connect_cluster(url, timeout), retention, timeout)
+        if cluster == "no":
+            return cls(connect(url, timeout), retention, timeout)
+        store = cls(None, retention, timeout)
+        store._url = url
+        return store
+
+    async def _connected(self) -> Any:
+        if not self._ready:
+            async with self._connecting:
+                if self.client is None:
+                    assert self._url is not None
+                    try:
+                        clustered = await is_cluster(self._url, self.timeout)
+                    except UNAVAILABLE as error:
+                        raise _unavailable(error) from error
+                    make = connect_cluster if clustered else connect
+                    self._bind(make(self._url, self.timeout))
+                if self.clustered and not self._ready:
+                    # Learn the slot map once, before any concurrent call: redis-py 8.1's
+                    # async cluster client breaks connections (AttributeError on
+                    # `_writer`) when many first commands race to initialize it.
+                    try:
+                        await self.client.initialize()
+                    except UNAVAILABLE as error:
+                        raise _unavailable(error) from error
+                self._ready = True
+        return self.client
 
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
         args: list[Any] = list(self._limits)
         for event in events:
             args += (event.id, event.encode())
         keys = [stream_key(account), clock_key(account), meta_key(account), ids_key(account)]
-        reply = await self._call(self._append, keys, args)
+        reply = await self._call("_append", keys, args)
         return [
             Appended(event.id, int(reply[2 * i]), duplicate=reply[2 * i + 1] == b"1")
             for i, event in enumerate(events)
@@ -81,22 +204,55 @@ class RedisStore:
 
     async def read(self, account: str, since: Cursor | None, limit: int) -> Page:
         keys = [stream_key(account), clock_key(account), meta_key(account)]
-        reply = await self._call(self._read, keys, ["" if since is None else since, limit])
+        reply = await self._call("_read", keys, ["" if since is None else since, limit])
         clock, low = int(reply[0]), int(reply[1])
         events = [StoredEvent(int(reply[i + 1]), reply[i]) for i in range(2, len(reply), 2)]
         return page_from(events, clock, low, since, limit)
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        try:
-            return await script(keys=keys, args=args)
-        except UNAVAILABLE as error:
-            raise StoreUnavailable(f"redis did not answer: {type(error).__name__}") from error
+    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        await self._connected()
+        deadline = time.monotonic() + 2 * self.timeout
+        pause = 0.01
+        while True:
+            try:
+                return await getattr(self, script)(keys=keys, args=args)
+            except TRANSIENT as error:
+                # TRYAGAIN: some of the account's keys moved and some not yet (MIGRATE
+                # in progress); CLUSTERDOWN: a failover. Both pass within moments.
+                if time.monotonic() + pause > deadline:
+                    raise _unavailable(error) from error
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.2)
+            except UNAVAILABLE as error:
+                raise _unavailable(error) from error
 
     async def ping(self) -> None:
+        """Readiness. On a cluster: ready while at least one master answers; the accounts
+        of a master that is down get 503s of their own, and taking every replica out of
+        the Service would turn a partial outage into a total one."""
         try:
-            await self.client.ping()
+            client = await self._connected()
+            async with asyncio.timeout(2 * self.timeout):
+                if not self.clustered:
+                    await client.ping()
+                    return
+                await client.initialize()
+                answers = await asyncio.gather(
+                    *(client.ping(target_nodes=node) for node in client.get_primaries()),
+                    return_exceptions=True,
+                )
+                failures = [a for a in answers if isinstance(a, BaseException)]
+                if len(failures) == len(answers):
+                    raise failures[0] if failures else RedisClusterException("no masters")
+        except StoreUnavailable:
+            raise
         except (*UNAVAILABLE, RedisError) as error:
-            raise StoreUnavailable(f"redis did not answer: {type(error).__name__}") from error
+            raise _unavailable(error) from error
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self.client is not None:
+            await self.client.aclose()
+
+
+def _unavailable(error: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"redis did not answer: {type(error).__name__}")
