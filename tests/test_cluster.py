@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import threading
 import time
 import urllib.error
@@ -19,6 +20,7 @@ from relay.store.keys import account_keys, stream_key
 from relay.store.redis import RedisStore
 from tests import test_store_contract as contract
 from tests.cluster import LocalCluster, key_slot
+from tests.conftest import API
 from tests.race import PER_PUBLISHER, PUBLISHERS, run_race
 from tests.servers import RelayProcess, wait_until
 from tests.test_exactly_once import relay_env
@@ -259,5 +261,13 @@ def test_readyz_follows_the_masters_down_and_recovers_by_itself(redis_cluster, c
             redis_cluster.resume()
         redis_cluster.wait_ok(timeout=60)
         wait_until(lambda: _status(relay.url) == 200, timeout=60, what="200 once back")
+        # And it serves again, on every master, without a restart.
+        for accounts in accounts_on_each_master(redis_cluster, per_node=1).values():
+            body = json.dumps({"account": accounts[0], "type": "t", "data": {}}).encode()
+            request = urllib.request.Request(
+                f"{relay.url}/api/publish", data=body, headers=API, method="POST"
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 201
     finally:
         relay.stop()
