@@ -57,6 +57,10 @@ UNAVAILABLE = (
 # follows MOVED/ASK; these mean "not yet", so the store tries again until its deadline.
 # Safe for appends too: a re-run with the same event ids is a no-op (see append.lua).
 TRANSIENT = (TryAgainError, ClusterDownError, ClusterError)
+# Redis calls in flight per process (per node on a cluster). redis-py 8 refuses a call
+# beyond its pool size (MaxConnectionsError) rather than waiting, so the store queues its
+# calls on a semaphore of the same size: a burst waits its turn instead of failing.
+MAX_CONNECTIONS = 64
 
 
 def _retry() -> Retry:
@@ -74,6 +78,7 @@ def connect(url: str, timeout: float) -> redis.Redis:
         health_check_interval=30,
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        max_connections=MAX_CONNECTIONS,
     )
 
 
@@ -89,6 +94,7 @@ def connect_cluster(url: str, timeout: float) -> RedisCluster:
         health_check_interval=30,
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        max_connections=MAX_CONNECTIONS,
         require_full_coverage=False,  # serve the accounts whose masters are up
         # On MOVED, patch the one slot in the map. The default (re-read the whole map every
         # 5th MOVED) closes every connection, in-flight calls of other requests included,
@@ -140,6 +146,7 @@ class RedisStore:
         )
         self._url: str | None = None
         self._connecting = asyncio.Lock()
+        self._in_flight = asyncio.Semaphore(MAX_CONNECTIONS)
         self.client: Any = None
         self.clustered = False
         self._ready = False
@@ -210,6 +217,17 @@ class RedisStore:
         return page_from(events, clock, low, since, limit)
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._in_flight.acquire()
+        except TimeoutError as error:
+            raise StoreUnavailable("redis is saturated: no connection free in time") from error
+        try:
+            return await self._call_now(script, keys, args)
+        finally:
+            self._in_flight.release()
+
+    async def _call_now(self, script: str, keys: list[str], args: list[Any]) -> Any:
         await self._connected()
         deadline = time.monotonic() + 2 * self.timeout
         pause = 0.01
