@@ -13,9 +13,15 @@ import signal
 import socket
 from collections.abc import Callable
 
+from relay.store.keys import stream_key
 from tests.servers import RedisServer, redis_server_binary, wait_until
 
 SLOTS = 16384
+CLUSTER_ARGS = (
+    *("--cluster-enabled", "yes"),
+    *("--cluster-config-file", "nodes.conf"),
+    *("--cluster-node-timeout", "3000"),
+)
 
 
 def free_cluster_port() -> int:
@@ -67,6 +73,10 @@ class LocalCluster:
         self.ids: list[str] = []
         self.masters = masters
 
+    def make_node(self, port: int) -> RedisServer:
+        """One master; a subclass may return a differently configured server (TLS...)."""
+        return RedisServer(*CLUSTER_ARGS, port=port, binary=self.binary)
+
     @property
     def url(self) -> str:
         """A seed URL: any node will do, the client learns the rest."""
@@ -78,17 +88,7 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         for _ in range(self.masters):
-            node = RedisServer(
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "3000",
-                port=free_cluster_port(),
-                binary=self.binary,
-            )
-            self.nodes.append(node.start())
+            self.nodes.append(self.make_node(free_cluster_port()).start())
         clients = [node.client() for node in self.nodes]
         self.ids = [c.execute_command("CLUSTER", "MYID").decode() for c in clients]
         per_node = SLOTS // self.masters
@@ -124,6 +124,18 @@ class LocalCluster:
             if start <= slot <= end:
                 return [n.port for n in self.nodes].index(int(master[1]))
         raise LookupError(slot)
+
+    def accounts_on_each_master(self, per_node: int = 2) -> dict[int, list[str]]:
+        """Account names whose slot each master owns, so a test can touch every master."""
+        found: dict[int, list[str]] = {i: [] for i in range(len(self.nodes))}
+        n = 0
+        while any(len(names) < per_node for names in found.values()):
+            account = f"acct-{n}"
+            owner = self.owner(key_slot(stream_key(account)))
+            if len(found[owner]) < per_node:
+                found[owner].append(account)
+            n += 1
+        return found
 
     def flushall(self) -> None:
         for node in self.nodes:

@@ -51,18 +51,6 @@ def test_the_contract_suite_was_collected_against_the_cluster():
     assert len(CONTRACT_TESTS) >= 10
 
 
-def accounts_on_each_master(cluster: LocalCluster, per_node: int = 2) -> dict[int, list[str]]:
-    found: dict[int, list[str]] = {i: [] for i in range(len(cluster.nodes))}
-    n = 0
-    while any(len(v) < per_node for v in found.values()):
-        account = f"acct-{n}"
-        owner = cluster.owner(key_slot(stream_key(account)))
-        if len(found[owner]) < per_node:
-            found[owner].append(account)
-        n += 1
-    return found
-
-
 async def test_any_node_url_is_detected_as_a_cluster_seed(redis_cluster, cluster_url):
     for url in redis_cluster.urls:
         store = RedisStore.from_url(url)
@@ -77,7 +65,7 @@ async def test_every_master_serves_its_accounts_and_keys_stay_on_one_slot(
     redis_cluster, make_store
 ):
     store = make_store()
-    by_master = accounts_on_each_master(redis_cluster)
+    by_master = redis_cluster.accounts_on_each_master()
     for master, accounts in by_master.items():
         for account in accounts:
             start = (await store.read(account, None, 10)).cursor
@@ -262,7 +250,7 @@ def test_readyz_follows_the_masters_down_and_recovers_by_itself(redis_cluster, c
         redis_cluster.wait_ok(timeout=60)
         wait_until(lambda: _status(relay.url) == 200, timeout=60, what="200 once back")
         # And it serves again, on every master, without a restart.
-        for accounts in accounts_on_each_master(redis_cluster, per_node=1).values():
+        for accounts in redis_cluster.accounts_on_each_master(per_node=1).values():
             body = json.dumps({"account": accounts[0], "type": "t", "data": {}}).encode()
             request = urllib.request.Request(
                 f"{relay.url}/api/publish", data=body, headers=API, method="POST"

@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from relay.errors import StoreUnavailable
 from relay.store.redis import RedisStore
+from tests.cluster import CLUSTER_ARGS, LocalCluster
 from tests.conftest import in_ci
 from tests.servers import RedisServer, RelayProcess, redis_server_candidates
 from tests.test_exactly_once import relay_env
@@ -97,8 +98,8 @@ async def test_the_documented_acl_is_enough_on_the_cluster(redis_cluster, cluste
     seed = redis_cluster.nodes[1]
     store = RedisStore.from_url(f"redis://relay:{PASSWORD}@127.0.0.1:{seed.port}/0")
     try:
-        for account in ("acme", "beta", "gamma", "delta"):  # several slots, several masters
-            await exercise(store, account)
+        for accounts in redis_cluster.accounts_on_each_master(per_node=1).values():
+            await exercise(store, accounts[0])
         assert store.clustered
     finally:
         await store.close()
@@ -192,11 +193,14 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
 class TlsRedis(RedisServer):
     """TLS only (`--port 0`), clients verified by nobody, the server by its CA."""
 
-    def __init__(self, binary: str) -> None:
-        self.certs = make_certificates(Path(tempfile.mkdtemp(prefix="relay-tls-")))
+    def __init__(
+        self, binary: str, *extra: str, port: int | None = None, certs: tuple | None = None
+    ) -> None:
+        self.certs = certs or make_certificates(Path(tempfile.mkdtemp(prefix="relay-tls-")))
         ca, cert, key = (str(p) for p in self.certs)
-        super().__init__(binary=binary)
+        super().__init__(binary=binary, port=port)
         self.extra = (
+            *extra,
             "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert,
             "--tls-key-file", key, "--tls-ca-cert-file", ca, "--tls-auth-clients", "no",
         )  # fmt: skip
@@ -250,3 +254,30 @@ def test_relay_serve_is_ready_over_tls(tls_redis):
             assert response.status == 200
     finally:
         relay.stop()
+
+
+class TlsCluster(LocalCluster):
+    """The 3-master cluster with TLS everywhere: clients and the cluster bus."""
+
+    def __init__(self, binary: str) -> None:
+        super().__init__(binary=binary)
+        self.certs = make_certificates(Path(tempfile.mkdtemp(prefix="relay-tls-")))
+
+    def make_node(self, port: int) -> RedisServer:
+        return TlsRedis(
+            self.binary, *CLUSTER_ARGS, "--tls-cluster", "yes", port=port, certs=self.certs
+        )
+
+
+async def test_rediss_url_of_a_tls_cluster_node_works(tls_redis):
+    cluster = TlsCluster(tls_redis.binary).start()
+    try:
+        store = RedisStore.from_url(cluster.nodes[2].url)
+        try:
+            for accounts in cluster.accounts_on_each_master(per_node=1).values():
+                await exercise(store, accounts[0])
+            assert store.clustered
+        finally:
+            await store.close()
+    finally:
+        cluster.stop()
