@@ -33,6 +33,9 @@ RELAY_ACL = (
     "+ping +info +time +cluster|slots +cluster|shards +cluster|info +cluster|myid"
 )
 
+# The same without INFO and CLUSTER INFO: relay cannot tell whether it is a cluster.
+BLIND_ACL = RELAY_ACL.replace(" +info", "").replace(" +cluster|info", "")
+
 
 class AclRedis(RedisServer):
     """The default user is off: only `relay` with its password gets in."""
@@ -42,6 +45,7 @@ class AclRedis(RedisServer):
             *("--user", "default", "off"),
             *("--user", "admin", "on", f">{PASSWORD}", "~*", "&*", "+@all"),
             *("--user", "relay", "on", f">{PASSWORD}", *RELAY_ACL.split()),
+            *("--user", "blind", "on", f">{PASSWORD}", *BLIND_ACL.split()),
         )
 
     def client(self) -> redis.Redis:
@@ -88,6 +92,22 @@ async def test_a_wrong_password_is_a_503_not_a_crash(acl_redis):
             await store.read("acme", None, 10)
     finally:
         await store.close()
+
+
+async def test_a_user_that_may_not_ask_is_told_to_set_the_cluster_mode(acl_redis):
+    url = acl_redis.url_for("blind", PASSWORD)
+    store = RedisStore.from_url(url)
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.ping()
+        assert "RELAY_REDIS_CLUSTER" in caught.value.detail
+    finally:
+        await store.close()
+    explicit = RedisStore.from_url(url, cluster="no")
+    try:
+        await exercise(explicit)
+    finally:
+        await explicit.close()
 
 
 async def test_the_documented_acl_is_enough_on_the_cluster(redis_cluster, cluster_url):

@@ -176,7 +176,9 @@ class RedisStore:
         store._url = url
         return store
 
-    async def _connected(self) -> Any:
+    async def connected_client(self) -> Any:
+        """The redis-py client, once the mode is known (`Redis` or `RedisCluster`): use
+        this, not `.client`, which is None until the first call in `auto` mode."""
         if not self._ready:
             async with self._connecting:
                 if self.client is None:
@@ -228,7 +230,7 @@ class RedisStore:
             self._in_flight.release()
 
     async def _call_now(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        await self._connected()
+        await self.connected_client()
         deadline = time.monotonic() + 2 * self.timeout
         pause = 0.01
         while True:
@@ -249,7 +251,7 @@ class RedisStore:
         of a master that is down get 503s of their own, and taking every replica out of
         the Service would turn a partial outage into a total one."""
         try:
-            client = await self._connected()
+            client = await self.connected_client()
             async with asyncio.timeout(2 * self.timeout):
                 if not self.clustered:
                     await client.ping()
