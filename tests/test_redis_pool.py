@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from relay.store.redis import MAX_CONNECTIONS, RedisStore
+from relay.store.redis import POOL_SIZE, RedisStore
 from tests.test_store_contract import events
 
 
@@ -15,7 +15,7 @@ async def test_a_burst_beyond_the_pool_size_waits_instead_of_failing(target, req
     store = RedisStore.from_url(request.getfixturevalue(target))
     try:
         start = (await store.read("acme", None, 10)).cursor
-        burst = 5 * MAX_CONNECTIONS
+        burst = 5 * POOL_SIZE
         appended = await asyncio.gather(
             *(store.append("acme", events(1, prefix=f"b{i}-")) for i in range(burst))
         )

@@ -57,10 +57,12 @@ UNAVAILABLE = (
 # follows MOVED/ASK; these mean "not yet", so the store tries again until its deadline.
 # Safe for appends too: a re-run with the same event ids is a no-op (see append.lua).
 TRANSIENT = (TryAgainError, ClusterDownError, ClusterError)
-# Redis calls in flight per process (per node on a cluster). redis-py 8 refuses a call
-# beyond its pool size (MaxConnectionsError) rather than waiting, so the store queues its
-# calls on a semaphore of the same size: a burst waits its turn instead of failing.
-MAX_CONNECTIONS = 64
+# Script calls in flight per process. redis-py 8 refuses a call beyond its pool size
+# (MaxConnectionsError) rather than waiting, so the store queues its calls on a semaphore
+# below the pool size: a burst waits its turn instead of failing, and the rest of the pool
+# stays free for readiness pings and other users of the client (pub/sub).
+MAX_IN_FLIGHT = 64
+POOL_SIZE = MAX_IN_FLIGHT + 16
 
 
 def _retry() -> Retry:
@@ -78,7 +80,7 @@ def connect(url: str, timeout: float) -> redis.Redis:
         health_check_interval=30,
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        max_connections=MAX_CONNECTIONS,
+        max_connections=POOL_SIZE,
     )
 
 
@@ -94,7 +96,7 @@ def connect_cluster(url: str, timeout: float) -> RedisCluster:
         health_check_interval=30,
         retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        max_connections=MAX_CONNECTIONS,
+        max_connections=POOL_SIZE,
         require_full_coverage=False,  # serve the accounts whose masters are up
         # On MOVED, patch the one slot in the map. The default (re-read the whole map every
         # 5th MOVED) closes every connection, in-flight calls of other requests included,
@@ -146,7 +148,7 @@ class RedisStore:
         )
         self._url: str | None = None
         self._connecting = asyncio.Lock()
-        self._in_flight = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self.client: Any = None
         self.clustered = False
         self._ready = False
