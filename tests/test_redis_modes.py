@@ -3,11 +3,14 @@ relay started before its Redis that becomes ready by itself once Redis is up."""
 
 from __future__ import annotations
 
+import signal
+import time
 import urllib.error
 import urllib.request
 
 import pytest
 
+from relay.errors import StoreUnavailable
 from relay.settings import ConfigError, Settings
 from relay.store.redis import RedisStore
 from tests.servers import RedisServer, RelayProcess, free_port, wait_until
@@ -59,3 +62,33 @@ def test_a_relay_started_before_its_redis_becomes_ready_by_itself():
     finally:
         relay.stop()
         server.stop()
+
+
+@pytest.mark.parametrize("target", ["standalone", "cluster"])
+async def test_a_hung_redis_is_a_503_within_twice_the_timeout(target, redis_cluster, cluster_url):
+    server = RedisServer().start() if target == "standalone" else None
+    url = server.url if server else cluster_url
+    store = RedisStore.from_url(url, timeout=0.5)
+    try:
+        await store.append("acme", events(1))
+        if server:
+            server.process.send_signal(signal.SIGSTOP)
+        else:
+            redis_cluster.pause()
+        try:
+            for call in (store.append("acme", events(1, prefix="x")), store.read("acme", 0, 10)):
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailable):
+                    await call
+                assert time.monotonic() - started < 2 * 0.5 + 0.3
+        finally:
+            if server:
+                server.process.send_signal(signal.SIGCONT)
+            else:
+                redis_cluster.resume()
+    finally:
+        await store.close()
+        if server:
+            server.stop()
+    if not server:
+        redis_cluster.wait_ok(timeout=60)

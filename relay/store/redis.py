@@ -221,15 +221,15 @@ class RedisStore:
         return page_from(events, clock, low, since, limit)
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        # One budget for the whole call, queueing and retries included: a hung server means
+        # a 503 within 2 x RELAY_REDIS_TIMEOUT, not one timeout per retry of each layer.
+        # Giving up on an append that did land is safe: the sender's retry is a duplicate.
+        budget = 2 * self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                await self._in_flight.acquire()
+            async with asyncio.timeout(budget), self._in_flight:
+                return await self._call_now(script, keys, args)
         except TimeoutError as error:
-            raise StoreUnavailable("redis is saturated: no connection free in time") from error
-        try:
-            return await self._call_now(script, keys, args)
-        finally:
-            self._in_flight.release()
+            raise StoreUnavailable(f"redis did not answer within {budget:g}s") from error
 
     async def _call_now(self, script: str, keys: list[str], args: list[Any]) -> Any:
         await self.connected_client()
