@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from relay.events import ACCOUNT_PATTERN
 from relay.store.base import Retention
@@ -125,6 +126,12 @@ class Settings:
             config_path=config_path,
             sources=_load_sources(config_path, env, problems) if config_path else {},
         )
+        if settings.redis_cluster == "yes" and settings.redis_url:
+            database = urlsplit(settings.redis_url).path.strip("/")
+            if database not in ("", "0"):
+                problems.append(
+                    f"RELAY_REDIS_URL: a Redis Cluster has only database 0, not {database}"
+                )
         if settings.jwt_secret and settings.jwt_public_key:
             problems.append(
                 "RELAY_JWT_SECRET and RELAY_JWT_PUBLIC_KEY are both set: choose HS256 or RS256"

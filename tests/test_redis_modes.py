@@ -26,6 +26,21 @@ def test_cluster_mode_defaults_to_auto_and_rejects_anything_else():
     assert caught.value.problems == [
         "RELAY_REDIS_CLUSTER: expected one of auto, yes, no, got 'sometimes'"
     ]
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(
+            {"RELAY_REDIS_CLUSTER": "yes", "RELAY_REDIS_URL": "redis://redis-0:6379/3"}
+        )
+    assert caught.value.problems == ["RELAY_REDIS_URL: a Redis Cluster has only database 0, not 3"]
+
+
+async def test_a_cluster_url_with_another_database_is_a_clear_503(redis_cluster, cluster_url):
+    store = RedisStore.from_url(cluster_url.rsplit("/", 1)[0] + "/2")
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.read("acme", None, 10)
+        assert "SELECT is not allowed in cluster mode" in caught.value.detail
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize(

@@ -125,8 +125,8 @@ async def is_cluster(url: str, timeout: float) -> bool:
             if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
                 raise
             raise StoreUnavailable(
-                "cannot tell whether Redis is a cluster (INFO and CLUSTER INFO refused): "
-                "set RELAY_REDIS_CLUSTER=yes or no"
+                f"cannot tell whether Redis is a cluster ({error}): check the URL's user and "
+                "database (a cluster has only 0), or set RELAY_REDIS_CLUSTER=yes or no"
             ) from error
     finally:
         await probe.aclose()
@@ -190,7 +190,10 @@ class RedisStore:
                     except UNAVAILABLE as error:
                         raise _unavailable(error) from error
                     make = connect_cluster if clustered else connect
-                    self._bind(make(self._url, self.timeout))
+                    try:
+                        self._bind(make(self._url, self.timeout))
+                    except RedisClusterException as error:  # e.g. a database other than 0
+                        raise StoreUnavailable(f"cannot use this Redis Cluster: {error}") from error
                 if self.clustered and not self._ready:
                     # Learn the slot map once, before any concurrent call: redis-py 8.1's
                     # async cluster client breaks connections (AttributeError on
