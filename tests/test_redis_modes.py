@@ -107,3 +107,12 @@ async def test_a_hung_redis_is_a_503_within_twice_the_timeout(target, redis_clus
             server.stop()
     if not server:
         redis_cluster.wait_ok(timeout=60)
+
+
+def test_check_config_names_the_cluster_mode():
+    from tests.test_cli import relay_cli
+
+    env = {"RELAY_REDIS_URL": "redis://127.0.0.1:1/0", "RELAY_REDIS_CLUSTER": "yes"}
+    result = relay_cli("check-config", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "engine: redis" in result.stdout and "redis cluster: yes" in result.stdout
