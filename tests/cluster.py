@@ -21,6 +21,8 @@ CLUSTER_ARGS = (
     *("--cluster-enabled", "yes"),
     *("--cluster-config-file", "nodes.conf"),
     *("--cluster-node-timeout", "3000"),
+    # A replica's first sync starts at once (the default waits 5 s for more replicas).
+    *("--repl-diskless-sync-delay", "0"),
 )
 
 
@@ -106,7 +108,7 @@ class LocalCluster:
         def every_node_agrees() -> bool:
             for node in self.nodes:
                 info = node.client().execute_command("CLUSTER", "INFO").decode()
-                if "cluster_state:ok" not in info or f"known_nodes:{self.masters}" not in info:
+                if "cluster_state:ok" not in info or f"known_nodes:{len(self.nodes)}" not in info:
                     return False
                 covered = sum(end - start + 1 for start, end, *_ in self.slot_map(node))
                 if covered != SLOTS:
@@ -186,6 +188,57 @@ class LocalCluster:
             if start <= slot <= end:
                 return [n.port for n in self.nodes].index(int(master[1]))
         return -1
+
+    def add_replica(self, master: int) -> int:
+        """Start one more node as a replica of master `master`; its index in `nodes`."""
+        node = self.make_node(free_cluster_port()).start()
+        self.nodes.append(node)
+        client = node.client()
+        self.ids.append(client.execute_command("CLUSTER", "MYID").decode())
+        for other in self.nodes[:-1]:  # meet everyone at once rather than wait for gossip
+            client.execute_command("CLUSTER", "MEET", "127.0.0.1", other.port)
+
+        def knows_everyone() -> bool:
+            table = client.execute_command("CLUSTER", "NODES").decode()
+            return "handshake" not in table and all(i in table for i in self.ids)
+
+        wait_until(knows_everyone, timeout=30, what="the replica to join")
+        client.execute_command("CLUSTER", "REPLICATE", self.ids[master])
+        wait_until(
+            lambda: client.info("replication").get("master_link_status") == "up",
+            timeout=30,
+            what="the replica to sync",
+        )
+        replica_id, master_id = self.ids[-1], self.ids[master]
+
+        def everyone_knows_the_replica() -> bool:
+            for other in self.nodes:
+                for line in (
+                    other.client().execute_command("CLUSTER", "NODES").decode().splitlines()
+                ):
+                    fields = line.split()
+                    if fields[0] == replica_id and (
+                        "slave" not in fields[2] or fields[3] != master_id
+                    ):
+                        return False
+            return True
+
+        # A manual failover needs the master to know its replica: wait for the gossip.
+        wait_until(everyone_knows_the_replica, timeout=30, what="the replica to be known")
+        self.wait_ok()
+        return len(self.nodes) - 1
+
+    def failover(self, replica: int) -> None:
+        """A manual failover (`CLUSTER FAILOVER` on the replica): it waits until it has
+        every write of its master, then takes the master's slots; nothing is lost."""
+        client = self.nodes[replica].client()
+        client.execute_command("CLUSTER", "FAILOVER")
+        wait_until(
+            lambda: client.info("replication")["role"] == "master",
+            timeout=30,
+            what="the replica to become master",
+        )
+        self.wait_ok()
 
     def pause(self) -> None:
         """SIGSTOP every master: connections hang as on a network partition."""

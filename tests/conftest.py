@@ -33,16 +33,21 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[LocalCluster]:
-    """A real 3-master Redis Cluster, started once per session (see tests/cluster.py)."""
+def redis_cluster_binary() -> str:
+    """Redis >= 7 (sharded pub/sub) where there is one, and always in CI (.ci/run
+    installs it); elsewhere the bundled 6.2, which has everything else."""
     try:
-        binary = redis_server_binary((7, 0))
+        return redis_server_binary((7, 0))
     except RuntimeError:
         if in_ci():
             raise
-        binary = redis_server_binary()  # the bundled 6.2: everything but sharded pub/sub
-    cluster = LocalCluster(binary=binary).start()
+        return redis_server_binary()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real 3-master Redis Cluster, started once per session (see tests/cluster.py)."""
+    cluster = LocalCluster(binary=redis_cluster_binary()).start()
     yield cluster
     cluster.stop()
 

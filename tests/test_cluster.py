@@ -20,7 +20,7 @@ from relay.store.keys import account_keys, stream_key
 from relay.store.redis import RedisStore
 from tests import test_store_contract as contract
 from tests.cluster import LocalCluster, key_slot
-from tests.conftest import API
+from tests.conftest import API, redis_cluster_binary
 from tests.race import PER_PUBLISHER, PUBLISHERS, run_race
 from tests.servers import RelayProcess, wait_until
 from tests.test_exactly_once import relay_env
@@ -259,3 +259,44 @@ def test_readyz_follows_the_masters_down_and_recovers_by_itself(redis_cluster, c
                 assert response.status == 201
     finally:
         relay.stop()
+
+
+async def test_a_manual_failover_mid_traffic_loses_and_repeats_nothing():
+    cluster = LocalCluster(binary=redis_cluster_binary()).start()
+    store = RedisStore.from_url(cluster.url)
+    try:
+        account = cluster.accounts_on_each_master(per_node=1)[0][0]
+        replica = cluster.add_replica(0)
+        start = (await store.read(account, None, 10)).cursor
+        appended: list[int] = []
+        failed_over = asyncio.Event()
+
+        async def writer(w: int) -> None:
+            i = 0
+            while not failed_over.is_set() or i < 50:
+                batch = contract.events(1, prefix=f"w{w}-{i}-", account=account)
+                appended.extend(a.timestamp for a in await store.append(account, batch))
+                i += 1
+
+        async def fail_over() -> None:
+            deadline = time.monotonic() + 30
+            while len(appended) <= 200:  # poll, with a deadline, for traffic under way
+                assert time.monotonic() < deadline, "no traffic before the failover"
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(cluster.failover, replica)
+            failed_over.set()
+
+        await asyncio.gather(fail_over(), *(writer(w) for w in range(4)))
+        assert cluster.owner(key_slot(stream_key(account))) == replica
+        seen, cursor = [], start
+        while True:
+            page = await store.read(account, cursor, 1000)
+            seen += [e.timestamp for e in page.events]
+            cursor = page.cursor
+            if not page.more:
+                break
+        assert not page.reset
+        assert seen == sorted(appended) and len(set(seen)) == len(appended)
+    finally:
+        await store.close()
+        cluster.stop()
