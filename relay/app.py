@@ -44,6 +44,7 @@ def build_store(settings: Settings) -> Store:
             settings.redis_url,
             settings.retention,
             settings.redis_timeout,
+            settings.redis_cluster,
             settings.redis_max_connections,
         )
     from relay.store.memory import MemoryStore
@@ -55,7 +56,9 @@ def build_dead_letters(store: Store) -> DeadLetters:
     """The same engine as the store: on Redis, the store's client (which the store closes)."""
     from relay.store.redis import RedisStore
 
-    return RedisDeadLetters(store.client) if isinstance(store, RedisStore) else MemoryDeadLetters()
+    if isinstance(store, RedisStore):
+        return RedisDeadLetters(store.connected_client)
+    return MemoryDeadLetters()
 
 
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:

