@@ -99,8 +99,8 @@ async def wakeups_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(app[LIVE].watch())
     yield
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        await asyncio.wait_for(task, timeout=5)
 
 
 async def close_live(app: web.Application) -> None:

@@ -24,6 +24,7 @@ _TIMESTAMP = {
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
         400: "Bad input",
+        429: "Too many requests from this user or source; retry after Retry-After seconds",
         401: "Missing, invalid or expired credentials",
         403: "Forbidden",
         404: "Not found",
@@ -62,6 +63,24 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
             "schema": {"type": "integer", "minimum": 1, "maximum": settings.poll_limit_max},
         },
         {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+    ]
+    wait_parameter = {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": "Long-poll: hold up to this many seconds (capped by the server) "
+        "until an update arrives.",
+        "schema": {"type": "number", "minimum": 0, "maximum": 3600},
+    }
+    sse_parameters = [
+        *poll_parameters,
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "required": False,
+            "description": "The id of the last event received: resume after it.",
+            "schema": {"type": "string"},
+        },
     ]
     poll_answer = {
         "type": "object",
@@ -120,12 +139,29 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "paths": {
             "/api/chats/check-updates/": {
                 "get": {
-                    "summary": "Poll for the updates after a cursor",
+                    "summary": "Poll (or long-poll, with wait) for the updates after a cursor",
                     "security": [{"browserToken": []}],
-                    "parameters": poll_parameters,
+                    "parameters": [*poll_parameters, wait_parameter],
                     "responses": {
                         "200": _json(poll_answer, "The updates"),
-                        **_errors(400, 401, 503),
+                        **_errors(400, 401, 429, 503),
+                    },
+                }
+            },
+            "/api/chats/realtime-updates/": {
+                "get": {
+                    "summary": "Server-Sent Events: every update as it is stored",
+                    "description": "Always 200 text/event-stream, whatever Accept says. Each "
+                    "event's id is its cursor; `event: reset` when history before the cursor "
+                    "was trimmed or lost.",
+                    "security": [{"browserToken": []}],
+                    "parameters": sse_parameters,
+                    "responses": {
+                        "200": {
+                            "description": "An endless event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(400, 401, 429, 503),
                     },
                 }
             },

@@ -87,5 +87,8 @@ async def _listen(pubsub, on_hint: OnHint, timeout: float, ping_every: float) ->
 
 
 async def _quietly(awaitable) -> None:
+    # Bounded: a close that races a cancelled connect can wait on a lock nobody releases,
+    # and shutdown must not hang on a subscription it is throwing away.
     with contextlib.suppress(RedisError, OSError, TimeoutError, RuntimeError):
-        await awaitable
+        async with asyncio.timeout(1.0):
+            await awaitable
