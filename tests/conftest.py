@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -13,7 +14,7 @@ from relay.auth import mint_token
 from relay.settings import Settings
 from relay.store.base import Retention
 from tests.cluster import LocalCluster
-from tests.servers import RedisServer, redis_server_binary
+from tests.servers import RedisServer, RelayProcess, redis_server_binary
 
 JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
 API_KEY = "test-api-key-0123456789abcdef"
@@ -123,7 +124,33 @@ def pytest_runtest_logreport(report) -> None:
         _skipped.append(report.nodeid)
 
 
+_SECRET_NAME = re.compile(r"SECRET|TOKEN|KEY|PASSWORD", re.IGNORECASE)
+
+
+def secrets_given_to_relays() -> set[str]:
+    secrets: set[str] = set()
+    for relay in RelayProcess.started:
+        for name, value in relay.given_env.items():
+            if _SECRET_NAME.search(name) and "PUBLIC" not in name:
+                secrets.update(part for part in re.split(r"[\s,]+", value) if len(part) >= 8)
+    return secrets
+
+
+def leaked_secrets() -> list[str]:
+    """Every secret any relay of this session was given, searched in every relay's log."""
+    secrets = secrets_given_to_relays()
+    leaks = []
+    for relay in RelayProcess.started:
+        log = relay.log()
+        leaks += [f"{relay.log_path}: {s[:4]}..." for s in secrets if s in log]
+    return leaks
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
+    leaks = leaked_secrets()
+    if leaks:
+        print(f"\nsecrets found in relay logs: {leaks[:10]}")
+        session.exitstatus = 1
     # A skipped test proves nothing: in CI every test must run.
     if in_ci() and _skipped:
         print(f"\nCI=true but {len(_skipped)} test(s) skipped: {_skipped[:5]}")

@@ -17,6 +17,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import ClassVar
 
 import redis
 
@@ -142,7 +143,12 @@ class RedisServer:
 class RelayProcess:
     """`relay serve` in a subprocess on a free port, its stderr captured to a file."""
 
+    # Every relay the session started: conftest greps all their logs for all their secrets.
+    started: ClassVar[list[RelayProcess]] = []
+
     def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.given_env = dict(env)
+        RelayProcess.started.append(self)
         self.port = port or free_port()
         self.env = {**os.environ, **env, "RELAY_PORT": str(self.port), "RELAY_HOST": "127.0.0.1"}
         self.env.setdefault("RELAY_LOG_FORMAT", "json")
