@@ -92,6 +92,9 @@ def test_history_trimmed_while_offline_resets_once_then_carries_on(browser, star
     publish(other_replica.url, *(f"b{i}" for i in range(6)))
     relay.start()
     wait_for(browser, lambda d: status(d) == "live", "status live after the restart")
+    # "live" means the stream is open, not that it has read yet: publishing "end" now could
+    # trim b3 (3 kept) before the page reads it. Wait for b3-b5 first.
+    wait_for_ids(browser, ["a0", "b3", "b4", "b5"])
     publish(relay.url, "end")
 
     expected = ["a0", "b3", "b4", "b5", "end"]

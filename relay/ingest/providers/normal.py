@@ -50,6 +50,13 @@ def iso_from_unix(value: Any, *, milliseconds: bool = False) -> str | None:
     return datetime.fromtimestamp(number, tz=UTC).isoformat()
 
 
+def code_of(value: Any) -> str | int | None:
+    """An error code as the schema allows it: an integer or a string, else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return text_of(value)
+
+
 def text_of(value: Any) -> str | None:
     """A string field as relay keeps it: strings stay, numbers become text, else None."""
     if isinstance(value, str):

@@ -17,7 +17,7 @@ import orjson
 from relay.events import Event
 from relay.ingest.providers import normal
 from relay.ingest.providers.base import Ack, Delivery, Rejected, Unprocessable
-from relay.ingest.providers.normal import as_dict, as_list, compact, text_of
+from relay.ingest.providers.normal import as_dict, as_list, code_of, compact, text_of
 from relay.settings import Source
 
 name = "whatsapp_cloud"
@@ -248,7 +248,11 @@ def _status(status: dict[str, Any], source: Source) -> Event | None:
         normalized,
         provider_status=value,
         status_at=normal.iso_from_unix(status.get("timestamp")),
-        error={"code": error.get("code"), "title": text_of(error.get("title")), "detail": detail}
+        error={
+            "code": code_of(error.get("code")),
+            "title": text_of(error.get("title")),
+            "detail": detail,
+        }
         if error
         else None,
     )
@@ -262,7 +266,11 @@ def _webhook_error(error: dict[str, Any], phone_number_id: str | None, source: S
         "state": "error",
         "phone_number_id": phone_number_id,
         "error": compact(
-            {"code": error.get("code"), "title": text_of(error.get("title")), "detail": detail}
+            {
+                "code": code_of(error.get("code")),
+                "title": text_of(error.get("title")),
+                "detail": detail,
+            }
         ),
     }
     event_id = f"{name}:{phone_number_id}:error:{digest}"
