@@ -66,23 +66,23 @@ MAX_IN_FLIGHT = 64
 POOL_HEADROOM = 16
 
 
-def _retry() -> Retry:
-    return Retry(ExponentialBackoff(cap=0.25, base=0.02), retries=2)
+def _options(timeout: float, in_flight: int) -> dict[str, Any]:
+    """What every relay client says explicitly, standalone or cluster."""
+    return {
+        "protocol": 2,
+        "decode_responses": False,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+        # A dropped connection is retried: safe, because appends are idempotent.
+        "retry": Retry(ExponentialBackoff(cap=0.25, base=0.02), retries=2),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "max_connections": in_flight + POOL_HEADROOM,
+    }
 
 
 def connect(url: str, timeout: float, in_flight: int = MAX_IN_FLIGHT) -> redis.Redis:
-    """A client that retries a dropped connection: safe, because appends are idempotent."""
-    return redis.Redis.from_url(
-        url,
-        protocol=2,
-        decode_responses=False,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        retry=_retry(),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        max_connections=in_flight + POOL_HEADROOM,
-    )
+    return redis.Redis.from_url(url, **_options(timeout, in_flight))
 
 
 def connect_cluster(url: str, timeout: float, in_flight: int = MAX_IN_FLIGHT) -> RedisCluster:
@@ -90,14 +90,7 @@ def connect_cluster(url: str, timeout: float, in_flight: int = MAX_IN_FLIGHT) ->
     ASK, and re-reads the map after a failover. Nothing is opened until the first call."""
     return RedisCluster.from_url(
         url,
-        protocol=2,
-        decode_responses=False,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        retry=_retry(),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        max_connections=in_flight + POOL_HEADROOM,
+        **_options(timeout, in_flight),
         require_full_coverage=False,  # serve the accounts whose masters are up
         # On MOVED, patch the one slot in the map. The default (re-read the whole map every
         # 5th MOVED) closes every connection, in-flight calls of other requests included,
