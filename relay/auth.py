@@ -31,19 +31,45 @@ class Viewer:
 
 
 class TokenVerifier:
-    def __init__(self, settings: Settings) -> None:
+    """Checks browser JWTs, remembering the ones it has accepted until they expire.
+
+    A browser polls every few seconds with the same token, and decoding plus an HMAC
+    check was a third of an empty poll's cost (bench/RESULTS.md). A remembered token is
+    the exact string that once passed every check; only `exp` can change its answer, and
+    it is checked again on every hit. Rejections are never remembered.
+    """
+
+    def __init__(self, settings: Settings, remember: int = 10_000) -> None:
         self.key = settings.jwt_secret or settings.jwt_public_key
         # One algorithm, pinned: an HS256 token can never be checked against an RSA key.
         self.algorithms = ["HS256"] if settings.jwt_secret else ["RS256"]
         self.audience = settings.jwt_audience
         self.issuer = settings.jwt_issuer
         self.leeway = settings.jwt_leeway
+        self.remember = remember
+        self._accepted: dict[str, tuple[Viewer, float]] = {}
 
     def verify(self, token: str | None) -> Viewer:
         if not self.key:
             raise Unauthorized("browser tokens are not configured on this relay")
         if not token:
             raise Unauthorized("a Bearer token (or ?token=) is required")
+        known = self._accepted.get(token)
+        if known is not None:
+            viewer, expires = known
+            if time.time() < expires:
+                return viewer
+            del self._accepted[token]
+        claims = self._decode(token)
+        viewer = _viewer(claims)
+        if len(self._accepted) >= self.remember:
+            # Bounded: forget everything rather than track recency on the hot path.
+            self._accepted.clear()
+        # PyJWT accepts a token until exp + leeway; so does the memory of it.
+        self._accepted[token] = (viewer, float(claims["exp"]) + self.leeway)
+        return viewer
+
+    def _decode(self, token: str) -> dict:
         try:
             claims = jwt.decode(
                 token,
@@ -60,7 +86,7 @@ class TokenVerifier:
             raise Unauthorized(
                 f"the token is invalid: {_reason(error)}", code="bad_token"
             ) from None
-        return _viewer(claims)
+        return claims
 
 
 def _reason(error: jwt.PyJWTError) -> str:
