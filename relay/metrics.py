@@ -106,3 +106,17 @@ class Metrics:
         self.pubsub_up = Gauge(
             "relay_pubsub_up", "1 while the cross-replica wake-up subscription is up", registry=r
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count and time one HTTP answer. `labels()` validates and hashes its arguments
+        under a lock on every call; the children are looked up once per label set instead."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.http_requests.labels(route, method, str(status)),
+                self.http_latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
