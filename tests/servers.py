@@ -110,8 +110,11 @@ class RedisServer:
 class RelayProcess:
     """`relay serve` in a subprocess on a free port, its stderr captured to a file."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], port: int | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.port = port or free_port()
+        self.args = args
         self.env = {**os.environ, **env, "RELAY_PORT": str(self.port), "RELAY_HOST": "127.0.0.1"}
         self.env.setdefault("RELAY_LOG_FORMAT", "json")
         self.log_path = Path(tempfile.mkdtemp(prefix="relay-log-")) / "relay.log"
@@ -124,7 +127,7 @@ class RelayProcess:
     def start(self) -> RelayProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "relay.cli", "serve"],
+            [sys.executable, "-m", "relay.cli", "serve", *self.args],
             env=self.env,
             stdout=log,
             stderr=log,
