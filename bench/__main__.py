@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from bench import fixtures, live
 from bench.load import Generator, Load, Result, pick, write_variants
-from bench.servers import Proc, cpus, python_proc, redis_proc, relay_proc, running
+from bench.servers import Proc, cpu_seconds, cpus, python_proc, redis_proc, relay_proc, running
 
 SCENARIOS = ("empty", "poll10", "publish", "webhook", "sse", "longpoll", "rss", "workers")
 
@@ -47,6 +47,7 @@ class Row:
     rps: float | None = None
     p50: float | None = None
     p99: float | None = None
+    cpu_us: float | None = None
     ratio: float | None = None
     verdict: str = ""
     note: str = ""
@@ -62,12 +63,23 @@ class Row:
             num(self.rps, ",.0f"),
             num(self.p50, ".2f"),
             num(self.p99, ".2f"),
+            num(self.cpu_us, ".0f"),
             num(self.ratio, ".2f") + ("×" if self.ratio is not None else ""),
             self.verdict,
         ]
 
 
-HEADER = ["scenario", "server", "target", "req/s", "p50 ms", "p99 ms", "ratio", "result"]
+HEADER = [
+    "scenario",
+    "server",
+    "target",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "CPU µs/req",
+    "ratio",
+    "result",
+]
 
 
 def table(rows: list[Row]) -> str:
@@ -95,17 +107,30 @@ class Bench:
 
     # -- running loads ------------------------------------------------------------------
 
-    def measure(self, load: Load, generator: Generator | None = None) -> Result:
+    def measure(
+        self, load: Load, server: Proc | None = None, generator: Generator | None = None
+    ) -> Result:
         generator = generator or self.generator
         conns = self.size.connections
         if self.size.warmup:
             generator.run(load, conns, self.size.warmup)
-        return generator.run(load, conns, self.size.seconds)
+        cpu_before = cpu_seconds(server.pid) if server else 0.0
+        result = generator.run(load, conns, self.size.seconds)
+        if server and result.requests:
+            result.cpu_us = (cpu_seconds(server.pid) - cpu_before) / result.requests * 1e6
+        return result
 
     def add(
         self, scenario: str, server: str, result: Result, ceiling: str | None, target: float = 0
     ) -> Row:
-        row = Row(scenario, server, rps=result.rps, p50=result.p50_ms, p99=result.p99_ms)
+        row = Row(
+            scenario,
+            server,
+            rps=result.rps,
+            p50=result.p50_ms,
+            p99=result.p99_ms,
+            cpu_us=result.cpu_us,
+        )
         base = self.ceilings.get(ceiling) if ceiling else None
         if base is not None and base.rps:
             row.ratio = result.rps / base.rps
@@ -151,7 +176,7 @@ class Bench:
         memory = relay_proc("relay-memory", fixtures.relay_env(None), cpu, uvloop=uv)
         on_redis = relay_proc("relay-redis", fixtures.relay_env(redis_url), cpu, uvloop=uv)
         with running(ceiling, naive, memory, on_redis):
-            self.ceilings["GET"] = self.measure(Load("GET", ceiling.url + "/ceiling"))
+            self.ceilings["GET"] = self.measure(Load("GET", ceiling.url + "/ceiling"), ceiling)
             self.add("bare GET, constant JSON", "aiohttp (ceiling)", self.ceilings["GET"], "GET")
             if "empty" in chosen:
                 self.empty_polls(memory, on_redis, naive)
@@ -159,7 +184,7 @@ class Bench:
                 self.poll_of_ten(on_redis, naive)
             if chosen & {"publish", "webhook"}:
                 post = Load("POST", ceiling.url + "/ceiling", self._json, self._publish_body())
-                self.ceilings["POST"] = self.measure(post)
+                self.ceilings["POST"] = self.measure(post, ceiling)
                 self.add(
                     "bare POST, parse JSON", "aiohttp (ceiling)", self.ceilings["POST"], "POST"
                 )
@@ -183,24 +208,24 @@ class Bench:
     def empty_polls(self, memory: Proc, on_redis: Proc, naive: Proc) -> None:
         for proc, label in ((memory, "relay, memory engine"), (on_redis, "relay, redis engine")):
             cursor = fixtures.current_cursor(proc.url, "bench-empty")
-            result = self.measure(self._poll(proc, "bench-empty", cursor))
+            result = self.measure(self._poll(proc, "bench-empty", cursor), proc)
             self.add("empty poll at the cursor", label, result, "GET", 0.7)
         cursor = fixtures.current_cursor(on_redis.url, "bench-empty")
-        result = self.measure(self._poll(naive, "bench-empty", cursor))
+        result = self.measure(self._poll(naive, "bench-empty", cursor), naive)
         self.add("empty poll at the cursor", "naive (ZRANGEBYSCORE)", result, "GET")
 
     def poll_of_ten(self, on_redis: Proc, naive: Proc) -> None:
         cursor = fixtures.current_cursor(on_redis.url, "bench-ten")
         fixtures.publish(on_redis.url, [fixtures.message("bench-ten", n) for n in range(10)])
-        result = self.measure(self._poll(on_redis, "bench-ten", cursor))
+        result = self.measure(self._poll(on_redis, "bench-ten", cursor), on_redis)
         self.add("poll returning 10 updates", "relay, redis engine", result, "GET", 0.3)
-        result = self.measure(self._poll(naive, "bench-ten", cursor))
+        result = self.measure(self._poll(naive, "bench-ten", cursor), naive)
         self.add("poll returning 10 updates", "naive (ZRANGEBYSCORE)", result, "GET")
 
     def publishes(self, on_redis: Proc) -> None:
         auth = {**self._json, "Authorization": f"Bearer {fixtures.API_KEY}"}
         load = Load("POST", on_redis.url + "/api/publish", auth, self._publish_body())
-        result = self.measure(load)
+        result = self.measure(load, on_redis)
         self.add("publish one event", "relay, redis engine", result, "POST", 0.3)
 
     def webhooks(self, on_redis: Proc) -> None:
@@ -208,7 +233,7 @@ class Bench:
         count = int((self.size.seconds + self.size.warmup + 2) * 8000)
         variants = write_variants(fixtures.signed_webhooks(count))
         url = f"{on_redis.url}/webhooks/{fixtures.WEBHOOK_SOURCE}"
-        result = self.measure(Load("POST", url, self._json, variants=variants))
+        result = self.measure(Load("POST", url, self._json, variants=variants), on_redis)
         row = self.add("webhook ingest (Standard Webhooks)", "relay, redis engine", result, "POST")
         if result.requests > count:
             row.note = "more requests than distinct deliveries: some were duplicates"
@@ -285,7 +310,8 @@ class Bench:
                         fixtures.poll_url(relay.url, cursor),
                         headers={"Authorization": f"Bearer {fixtures.token('bench-scale')}"},
                     )
-                results[n] = self.measure(self._poll(relay, "bench-scale", cursor), generator)
+                load = self._poll(relay, "bench-scale", cursor)
+                results[n] = self.measure(load, relay, generator)
         for n, result in results.items():
             row = Row(
                 f"scale-out: empty poll, --workers {n}",
@@ -293,6 +319,7 @@ class Bench:
                 rps=result.rps,
                 p50=result.p50_ms,
                 p99=result.p99_ms,
+                cpu_us=result.cpu_us,
                 ratio=result.rps / results[1].rps,
             )
             if n == 2:
@@ -363,9 +390,11 @@ def main(argv: list[str] | None = None) -> int:
             table(bench.rows),
             "",
             *(f"- {note}" for note in bench.notes),
-            f"- ratio: requests/s over the ceiling measured in this run (GET rows over the bare "
-            f"GET, POST rows over the bare POST; scale-out over --workers 1); run took "
-            f"{elapsed:.0f} s",
+            "- ratio: requests/s over the ceiling measured in this run (GET rows over the bare "
+            "GET, POST rows over the bare POST; scale-out over --workers 1)",
+            "- CPU µs/req: the server process's user+system CPU time (from /proc, workers "
+            "included) over the requests it answered; steadier than req/s on a shared machine",
+            f"- run took {elapsed:.0f} s",
         ]
     )
     print("\n" + report)

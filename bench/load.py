@@ -42,6 +42,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int  # socket errors and non-2xx answers
+    cpu_us: float | None = None  # the server's CPU time per request, when measured
 
     @property
     def rps(self) -> float:

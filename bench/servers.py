@@ -157,6 +157,23 @@ def running(*procs: Proc) -> Iterator[tuple[Proc, ...]]:
             proc.stop()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its direct children (the workers of
+    `relay serve --workers N`), from /proc: the cost per request is far less noisy than
+    requests/s on a shared machine."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            pids += [int(c) for c in (task / "children").read_text().split()]
+    for one in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
 def rss_kb(pid: int) -> int:
     """Resident set size of one process, from /proc (VmRSS, in KiB)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
