@@ -24,7 +24,24 @@ _EPOCH_NUMBER = re.compile(r"^\d{1,17}(?:\.\d{1,9})?$")
 
 def format_cursor(cursor: Cursor) -> str:
     """`2025-07-19T03:54:04.574010+00:00`: always six digits and `+00:00`."""
-    return (_EPOCH + cursor * _ONE_US).isoformat(timespec="microseconds")
+    seconds, micros = divmod(cursor, 1_000_000)
+    prefix = _SECOND_PREFIXES.get(seconds)
+    if prefix is None:
+        prefix = _second_prefix(seconds)
+    return f"{prefix}.{micros:06d}+00:00"
+
+
+# Every event of a poll or an SSE batch is formatted (7% of a 10-event poll went to
+# datetime arithmetic and isoformat); events of one second share their date-time prefix.
+_SECOND_PREFIXES: dict[int, str] = {}
+
+
+def _second_prefix(seconds: int) -> str:
+    if len(_SECOND_PREFIXES) >= 4096:
+        _SECOND_PREFIXES.clear()
+    prefix = (_EPOCH + timedelta(seconds=seconds)).isoformat(timespec="seconds")[:-6]
+    _SECOND_PREFIXES[seconds] = prefix
+    return prefix
 
 
 def parse_cursor(text: str | None) -> Cursor | None:
