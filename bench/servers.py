@@ -22,14 +22,19 @@ ROOT = Path(__file__).resolve().parent.parent
 NO_UVLOOP = "import sys; sys.modules['uvloop'] = None; "
 
 
+# Read at import, before the orchestrator pins itself to the generator's CPU.
+ALL_CPUS = frozenset(os.sched_getaffinity(0))
+
+
 def cpus() -> list[int]:
-    return sorted(os.sched_getaffinity(0))
+    return sorted(ALL_CPUS)
 
 
 def pinned(cpu_set: set[int] | None):
-    if not cpu_set:
-        return None
-    return lambda: os.sched_setaffinity(0, cpu_set)
+    """The child's CPUs: `cpu_set`, or every CPU (children inherit the orchestrator's own
+    pinning otherwise, which would put "unpinned" servers on the generator's core)."""
+    chosen = set(cpu_set or ALL_CPUS)
+    return lambda: os.sched_setaffinity(0, chosen)
 
 
 class Proc:
