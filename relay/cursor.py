@@ -5,6 +5,7 @@ Parsing accepts every `last_check` the old frontends send (see DESIGN.md).
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -48,6 +49,12 @@ def parse_cursor(text: str | None) -> Cursor | None:
     """Parse a `last_check`; None means "from now". Raises BadLastCheck."""
     if text is None:
         return None
+    if len(text) > _MAX_TEXT:
+        return _parse_text(text)  # refused or padded: not worth remembering
+    return _remembered(text)
+
+
+def _parse_text(text: str) -> Cursor | None:
     value = text.strip()
     if value.lower() in _FROM_NOW:
         return None
@@ -56,6 +63,11 @@ def parse_cursor(text: str | None) -> Cursor | None:
     if _EPOCH_NUMBER.match(value):
         return _from_epoch_number(value)
     return _from_iso(value)
+
+
+# Pollers at an account's head all send the same few cursors, every few seconds; parsing
+# is pure, so short texts' answers are remembered (errors are raised, never cached).
+_remembered = functools.lru_cache(maxsize=4096)(_parse_text)
 
 
 def _from_epoch_number(value: str) -> Cursor:

@@ -159,7 +159,7 @@ class Live:
                         (signal, self.closing), timeout=remaining, return_when=FIRST_COMPLETED
                     )
                     if signal.done():
-                        self.metrics.wakeups.labels("longpoll").inc()
+                        self.metrics.child(self.metrics.wakeups, "longpoll").inc()
             finally:
                 self.metrics.waiters.dec()
 
@@ -181,7 +181,7 @@ class Live:
                 continue
             await asyncio.wait((signal, self.closing), return_when=FIRST_COMPLETED)
             if signal.done():
-                self.metrics.wakeups.labels("sse").inc()
+                self.metrics.child(self.metrics.wakeups, "sse").inc()
 
     async def _read_armed(
         self, account: str, signal: asyncio.Future[None], since: Cursor, limit: int
@@ -212,6 +212,6 @@ class Live:
     def observe_delivery(self, mode: str, stamps: list[Cursor]) -> None:
         if stamps:
             now = clock.now_us()
-            lag = self.metrics.delivery_lag.labels(mode)
+            lag = self.metrics.child(self.metrics.delivery_lag, mode)
             for stamp in stamps:
                 lag.observe(max(0, now - stamp) / 1e6)
