@@ -70,7 +70,12 @@ async def wakeups_ctx(app: web.Application) -> AsyncIterator[None]:
     """The hints subscription (and its safety re-read) lives as long as the app."""
     task = asyncio.create_task(app[LIVE].watch())
     yield
-    task.cancel()
+    # Cancel until it ends: on Python 3.11 a cancellation that lands while redis-py's read
+    # timeout expires can be swallowed, and one cancel() then left the app's cleanup (and
+    # a test's teardown) waiting forever on a subscription that kept reconnecting.
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
