@@ -249,7 +249,7 @@ class Bench:
             f"relay-{mode}", fixtures.relay_env(redis_url), self.server_cpu, uvloop=self.uvloop
         )
         with running(relay):
-            result = asyncio.run(
+            result = run_loop(
                 live.latency(
                     mode,
                     relay.url,
@@ -284,9 +284,7 @@ class Bench:
             "relay-rss", fixtures.relay_env(redis_url), self.server_cpu, uvloop=self.uvloop
         )
         with running(relay):
-            before, after = asyncio.run(
-                live.idle_stream_rss(relay.url, relay.port, relay.pid, count)
-            )
+            before, after = run_loop(live.idle_stream_rss(relay.url, relay.port, relay.pid, count))
         each = (after - before) / count
         row = Row(f"idle SSE stream, {count} open", "relay, redis engine", "≤ 30 KB each")
         row.verdict = ("pass" if each <= 30 else "miss") + f": {each:.1f} KB each"
@@ -332,6 +330,15 @@ class Bench:
             "scale-out: servers, wrk (2 threads) and redis-server unpinned on all CPUs; "
             "runs in the order 1, 2, 1, 2 workers, the better run of each shown"
         )
+
+
+def run_loop(coroutine):
+    """The live clients run on uvloop when importable, like the servers they measure."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
 
 
 def raise_fd_limit() -> None:
