@@ -33,10 +33,11 @@ class Size:
     live_accounts: int
     live_events: int
     idle_streams: int
+    passes: int
 
 
-FULL = Size(8, 1, 64, 1000, 50, 200, 5000)
-QUICK = Size(2, 1, 64, 200, 10, 40, 1000)
+FULL = Size(6, 1, 64, 1000, 50, 200, 5000, 2)
+QUICK = Size(2, 1, 64, 200, 10, 40, 1000, 1)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Row:
     p99: float | None = None
     cpu_us: float | None = None
     ratio: float | None = None
+    cpu_ratio: float | None = None
     verdict: str = ""
     note: str = ""
 
@@ -65,6 +67,7 @@ class Row:
             num(self.p99, ".2f"),
             num(self.cpu_us, ".0f"),
             num(self.ratio, ".2f") + ("×" if self.ratio is not None else ""),
+            num(self.cpu_ratio, ".2f") + ("×" if self.cpu_ratio is not None else ""),
             self.verdict,
         ]
 
@@ -78,6 +81,7 @@ HEADER = [
     "p99 ms",
     "CPU µs/req",
     "ratio",
+    "CPU ratio",
     "result",
 ]
 
@@ -103,6 +107,7 @@ class Bench:
         self.rows: list[Row] = []
         self.notes: list[str] = []
         self.ceilings: dict[str, Result] = {}
+        self._best: dict[tuple[str, str], tuple[Result, str | None, float]] = {}
         self.uvloop = not args.no_uvloop
 
     # -- running loads ------------------------------------------------------------------
@@ -126,26 +131,36 @@ class Bench:
 
     def add(
         self, scenario: str, server: str, result: Result, ceiling: str | None, target: float = 0
-    ) -> Row:
-        row = Row(
-            scenario,
-            server,
-            rps=result.rps,
-            p50=result.p50_ms,
-            p99=result.p99_ms,
-            cpu_us=result.cpu_us,
-        )
-        base = self.ceilings.get(ceiling) if ceiling else None
-        if base is not None and base.rps:
-            row.ratio = result.rps / base.rps
-        if target:
-            row.target = f"≥ {target}×"
-            row.verdict = "pass" if row.ratio is not None and row.ratio >= target else "miss"
-        if result.errors:
-            row.verdict = (row.verdict + f" ({result.errors} errors)").strip()
-        self.rows.append(row)
-        print("  " + " | ".join(row.cells()), flush=True)
-        return row
+    ) -> None:
+        """Keep the better of the passes for this row (noise on a shared machine only ever
+        slows a run down); rows are rendered once every pass is done."""
+        key = (scenario, server)
+        best = self._best.get(key)
+        if best is None or result.rps > best[0].rps:
+            self._best[key] = (result, ceiling, target)
+        print(f"  pass: {scenario} | {server} | {result.rps:,.0f} req/s", flush=True)
+
+    def throughput_rows(self) -> None:
+        for (scenario, server), (result, ceiling, target) in self._best.items():
+            row = Row(
+                scenario,
+                server,
+                rps=result.rps,
+                p50=result.p50_ms,
+                p99=result.p99_ms,
+                cpu_us=result.cpu_us,
+            )
+            base = self.ceilings.get(ceiling) if ceiling else None
+            if base is not None and base.rps:
+                row.ratio = result.rps / base.rps
+                if base.cpu_us and result.cpu_us:
+                    row.cpu_ratio = base.cpu_us / result.cpu_us
+            if target:
+                row.target = f"≥ {target}×"
+                row.verdict = "pass" if row.ratio is not None and row.ratio >= target else "miss"
+            if result.errors:
+                row.verdict = (row.verdict + f" ({result.errors} errors)").strip()
+            self.rows.append(row)
 
     # -- scenarios ----------------------------------------------------------------------
 
@@ -180,22 +195,38 @@ class Bench:
         memory = relay_proc("relay-memory", fixtures.relay_env(None), cpu, uvloop=uv)
         on_redis = relay_proc("relay-redis", fixtures.relay_env(redis_url), cpu, uvloop=uv)
         with running(ceiling, naive, memory, on_redis):
-            self.ceilings["GET"] = self.measure(Load("GET", ceiling.url + "/ceiling"), ceiling)
-            self.add("bare GET, constant JSON", "aiohttp (ceiling)", self.ceilings["GET"], "GET")
-            if "empty" in chosen:
-                self.empty_polls(memory, on_redis, naive)
-            if "poll10" in chosen:
-                self.poll_of_ten(on_redis, naive)
-            if chosen & {"publish", "webhook"}:
-                post = Load("POST", ceiling.url + "/ceiling", self._json, self._publish_body())
-                self.ceilings["POST"] = self.measure(post, ceiling)
-                self.add(
-                    "bare POST, parse JSON", "aiohttp (ceiling)", self.ceilings["POST"], "POST"
-                )
-            if "publish" in chosen:
-                self.publishes(on_redis)
-            if "webhook" in chosen:
-                self.webhooks(on_redis)
+            for _ in range(self.size.passes):
+                self.throughput_pass(chosen, ceiling, naive, memory, on_redis)
+        self.throughput_rows()
+        self.notes.append(
+            f"throughput rows: the better of {self.size.passes} passes over all of them "
+            "(each pass measures the ceilings first), as other work on a shared machine "
+            "comes and goes in bursts"
+        )
+
+    def throughput_pass(
+        self, chosen: set[str], ceiling: Proc, naive: Proc, memory: Proc, on_redis: Proc
+    ) -> None:
+        self._ceiling("GET", Load("GET", ceiling.url + "/ceiling"), ceiling)
+        self.add("bare GET, constant JSON", "aiohttp (ceiling)", self.ceilings["GET"], "GET")
+        if "empty" in chosen:
+            self.empty_polls(memory, on_redis, naive)
+        if "poll10" in chosen:
+            self.poll_of_ten(on_redis, naive)
+        if chosen & {"publish", "webhook"}:
+            post = Load("POST", ceiling.url + "/ceiling", self._json, self._publish_body())
+            self._ceiling("POST", post, ceiling)
+            self.add("bare POST, parse JSON", "aiohttp (ceiling)", self.ceilings["POST"], "POST")
+        if "publish" in chosen:
+            self.publishes(on_redis)
+        if "webhook" in chosen:
+            self.webhooks(on_redis)
+
+    def _ceiling(self, name: str, load: Load, ceiling: Proc) -> None:
+        result = self.measure(load, ceiling)
+        best = self.ceilings.get(name)
+        if best is None or result.rps > best.rps:
+            self.ceilings[name] = result
 
     _json = {"Content-Type": "application/json"}
 
@@ -238,10 +269,9 @@ class Bench:
         variants = write_variants(fixtures.signed_webhooks(count))
         url = f"{on_redis.url}/webhooks/{fixtures.WEBHOOK_SOURCE}"
         result = self.measure(Load("POST", url, self._json, variants=variants), on_redis)
-        row = self.add("webhook ingest (Standard Webhooks)", "relay, redis engine", result, "POST")
+        self.add("webhook ingest (Standard Webhooks)", "relay, redis engine", result, "POST")
         if result.requests > count:
-            row.note = "more requests than distinct deliveries: some were duplicates"
-            self.notes.append(f"webhook ingest: {row.note}")
+            self.notes.append("webhook ingest: more requests than distinct deliveries")
 
     def latency(self, mode: str, redis_url: str) -> None:
         size = self.size
@@ -406,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
             "GET, POST rows over the bare POST; scale-out over --workers 1)",
             "- CPU µs/req: the server process's user+system CPU time (from /proc, workers "
             "included) over the requests it answered; steadier than req/s on a shared machine",
+            "- CPU ratio: the ceiling's CPU µs/req over this row's (what the ratio would be "
+            "if both were CPU-bound on an otherwise idle core); result is judged on ratio",
             f"- run took {elapsed:.0f} s",
         ]
     )
