@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -98,9 +98,16 @@ async def wakeups_ctx(app: web.Application) -> AsyncIterator[None]:
     """The hints subscription (and its safety re-read) lives as long as the app."""
     task = asyncio.create_task(app[LIVE].watch())
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-        await asyncio.wait_for(task, timeout=5)
+    # Cancel until it ends (at most 5 s): on Python 3.11 a cancellation that lands while
+    # redis-py's read timeout expires can be swallowed, and one cancel() then left the
+    # app's cleanup (and a test's teardown) waiting forever on the subscription.
+    for _ in range(10):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not log it at exit
 
 
 async def close_live(app: web.Application) -> None:
@@ -108,7 +115,8 @@ async def close_live(app: web.Application) -> None:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    # The pid tells `relay serve --workers N`'s processes apart behind one port.
+    return json_response({"status": "ok", "pid": os.getpid()})
 
 
 async def readyz(request: web.Request) -> web.Response:

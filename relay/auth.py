@@ -32,7 +32,15 @@ class Viewer:
 
 
 class TokenVerifier:
-    def __init__(self, settings: Settings) -> None:
+    """Checks browser JWTs, remembering the ones it has accepted until they expire.
+
+    A browser polls every few seconds with the same token, and decoding plus an HMAC
+    check was a third of an empty poll's cost (bench/RESULTS.md). A remembered token is
+    the exact string that once passed every check; only `exp` can change its answer, and
+    it is checked again on every hit. Rejections are never remembered.
+    """
+
+    def __init__(self, settings: Settings, remember: int = 10_000) -> None:
         # Several keys verify during a rotation: the new one first, the old until it retires.
         self.keys = jwt_keys(settings)
         # One algorithm, pinned: an HS256 token can never be checked against an RSA key.
@@ -40,23 +48,41 @@ class TokenVerifier:
         self.audience = settings.jwt_audience
         self.issuer = settings.jwt_issuer
         self.leeway = settings.jwt_leeway
+        self.remember = remember
+        self._accepted: dict[str, tuple[Viewer, float]] = {}
 
     def verify(self, token: str | None) -> Viewer:
         if not self.keys:
             raise Unauthorized("browser tokens are not configured on this relay")
         if not token:
             raise Unauthorized("a Bearer token (or ?token=) is required")
+        known = self._accepted.get(token)
+        if known is not None:
+            viewer, expires = known
+            if time.time() < expires:
+                return viewer
+            del self._accepted[token]
+        claims = self._decode(token)
+        viewer = _viewer(claims)
+        if len(self._accepted) >= self.remember:
+            # Bounded: forget everything rather than track recency on the hot path.
+            self._accepted.clear()
+        # PyJWT accepts a token until exp + leeway; so does the memory of it.
+        self._accepted[token] = (viewer, float(claims["exp"]) + self.leeway)
+        return viewer
+
+    def _decode(self, token: str) -> dict:
         try:
-            claims = self._decode(token)
+            claims = self._decode_with_any_key(token)
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired", code="token_expired") from None
         except jwt.PyJWTError as error:
             raise Unauthorized(
                 f"the token is invalid: {_reason(error)}", code="bad_token"
             ) from None
-        return _viewer(claims)
+        return claims
 
-    def _decode(self, token: str) -> dict:
+    def _decode_with_any_key(self, token: str) -> dict:
         for key in self.keys[:-1]:
             try:
                 return self._decode_with(token, key)

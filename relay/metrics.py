@@ -6,6 +6,8 @@ types; never a user, a chat, an account or a token.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from relay.events import KNOWN_TYPES
@@ -106,3 +108,27 @@ class Metrics:
         self.pubsub_up = Gauge(
             "relay_pubsub_up", "1 while the cross-replica wake-up subscription is up", registry=r
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: labels() validates and hashes under a
+        lock on every call. Label values are bounded (see above), and so is this cache."""
+        key = (metric, labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count and time one HTTP answer. `labels()` validates and hashes its arguments
+        under a lock on every call; the children are looked up once per label set instead."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.http_requests.labels(route, method, str(status)),
+                self.http_latency.labels(route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)

@@ -146,10 +146,13 @@ class RelayProcess:
     # Every relay the session started: conftest greps all their logs for all their secrets.
     started: ClassVar[list[RelayProcess]] = []
 
-    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], port: int | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         self.given_env = dict(env)
         RelayProcess.started.append(self)
         self.port = port or free_port()
+        self.args = args
         self.env = {**os.environ, **env, "RELAY_PORT": str(self.port), "RELAY_HOST": "127.0.0.1"}
         self.env.setdefault("RELAY_LOG_FORMAT", "json")
         # Echoing test clients poll in tight loops; the rate limits have their own tests.
@@ -165,7 +168,7 @@ class RelayProcess:
     def start(self) -> RelayProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "relay.cli", "serve"],
+            [sys.executable, "-m", "relay.cli", "serve", *self.args],
             env=self.env,
             stdout=log,
             stderr=log,

@@ -71,3 +71,9 @@ def test_garbage_is_rejected_cleanly_or_parsed(text):
         assert error.status == 400 and error.detail
         return
     assert result is None or (isinstance(result, int) and result >= 0)
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999_999))
+def test_the_cached_formatter_writes_what_isoformat_writes(cursor):
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=cursor)
+    assert format_cursor(cursor) == moment.isoformat(timespec="microseconds")

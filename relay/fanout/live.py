@@ -35,6 +35,12 @@ class Batch:
     stamps: list[Cursor]
 
 
+@dataclass(frozen=True, slots=True)
+class _SharedRead:
+    signal: asyncio.Future[None]
+    task: asyncio.Future[Page]
+
+
 class Live:
     def __init__(self, store: Store, settings: LiveSettings, metrics: Metrics) -> None:
         self.store = store
@@ -47,6 +53,7 @@ class Live:
         )
         self._closing: asyncio.Future[None] | None = None
         self._empty_bodies: dict[Cursor, bytes] = {}
+        self._shared_reads: dict[tuple[str, Cursor, int], _SharedRead] = {}
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -109,13 +116,23 @@ class Live:
             )
         return body
 
-    async def read(self, viewer: Viewer, since: Cursor | None, limit: int) -> PollAnswer:
-        """One poll: from the watermark when the cursor is the head, else from the store."""
+    async def read(
+        self,
+        viewer: Viewer,
+        since: Cursor | None,
+        limit: int,
+        signal: asyncio.Future[None] | None = None,
+    ) -> PollAnswer:
+        """One poll: from the watermark when the cursor is the head, else from the store
+        (a read shared with the other waiters armed on `signal`, when given)."""
         account = viewer.account
         if since is not None and self.hub.is_head(account, since):
             self.metrics.fastpath_polls.inc()
             return PollAnswer(self._empty_at(since), [], Page([], since, False, False))
-        page = await self.store.read(account, since, limit)
+        if signal is not None and since is not None:
+            page = await self._read_armed(account, signal, since, limit)
+        else:
+            page = await self.store.read(account, since, limit)
         if not page.more:
             self.hub.confirm(account, page.cursor)
         return render(page, viewer)
@@ -130,7 +147,7 @@ class Live:
             try:
                 while True:
                     signal = self.hub.arm(viewer.account)
-                    answer = await self.read(viewer, since, limit)
+                    answer = await self.read(viewer, since, limit, signal)
                     page = answer.page
                     if answer.delivered or page.reset or page.more:
                         return answer
@@ -142,7 +159,7 @@ class Live:
                         (signal, self.closing), timeout=remaining, return_when=FIRST_COMPLETED
                     )
                     if signal.done():
-                        self.metrics.wakeups.labels("longpoll").inc()
+                        self.metrics.child(self.metrics.wakeups, "longpoll").inc()
             finally:
                 self.metrics.waiters.dec()
 
@@ -153,7 +170,7 @@ class Live:
             if self.hub.is_head(viewer.account, since):
                 page = Page([], since, False, False)
             else:
-                page = await self.store.read(viewer.account, since, limit)
+                page = await self._read_armed(viewer.account, signal, since, limit)
                 if not page.more:
                     self.hub.confirm(viewer.account, page.cursor)
             wires, stamps = visible(page, viewer)
@@ -164,11 +181,37 @@ class Live:
                 continue
             await asyncio.wait((signal, self.closing), return_when=FIRST_COMPLETED)
             if signal.done():
-                self.metrics.wakeups.labels("sse").inc()
+                self.metrics.child(self.metrics.wakeups, "sse").inc()
+
+    async def _read_armed(
+        self, account: str, signal: asyncio.Future[None], since: Cursor, limit: int
+    ) -> Page:
+        """One store read for every waiter of an account woken to read the same range.
+
+        An append wakes all of an account's streams and long-polls at once, and they all
+        read from the same cursor: a thousand identical store calls per event. A waiter
+        joins a read only if it was started under the same armed `signal`, i.e. after the
+        wake-up that preceded the waiter's arming; anything appended later fires `signal`
+        and the waiter reads again, so sharing can never hide an event (see Hub.arm).
+        """
+        key = (account, since, limit)
+        shared = self._shared_reads.get(key)
+        if shared is None or shared.signal is not signal:
+            shared = _SharedRead(signal, asyncio.ensure_future(self.store.read(*key)))
+            self._shared_reads[key] = shared
+            shared.task.add_done_callback(lambda _task: self._forget(key, shared))
+        # A waiter that goes away (client disconnect) must not cancel the others' read.
+        return await asyncio.shield(shared.task)
+
+    def _forget(self, key: tuple[str, Cursor, int], shared: _SharedRead) -> None:
+        if self._shared_reads.get(key) is shared:
+            del self._shared_reads[key]
+        if not shared.task.cancelled():
+            shared.task.exception()  # retrieved: every waiter that is left got it raised
 
     def observe_delivery(self, mode: str, stamps: list[Cursor]) -> None:
         if stamps:
             now = clock.now_us()
-            lag = self.metrics.delivery_lag.labels(mode)
+            lag = self.metrics.child(self.metrics.delivery_lag, mode)
             for stamp in stamps:
                 lag.observe(max(0, now - stamp) / 1e6)

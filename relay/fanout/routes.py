@@ -68,7 +68,8 @@ async def check_updates_handler(request: web.Request) -> web.Response:
     else:
         answer = await live.read(viewer, since, limit)
         mode = "poll"
-    app[METRICS].polls.labels(mode, answer.outcome).inc()
+    metrics = app[METRICS]
+    metrics.child(metrics.polls, mode, answer.outcome).inc()
     live.observe_delivery(mode, answer.delivered)
     return web.Response(body=answer.body, content_type="application/json")
 

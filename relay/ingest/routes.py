@@ -30,10 +30,10 @@ async def publish_handler(request: web.Request) -> web.Response:
     metrics = app[METRICS]
     for event, outcome in zip(events, appended, strict=True):
         if outcome.duplicate:
-            metrics.publishes.labels("duplicate").inc()
+            metrics.child(metrics.publishes, "duplicate").inc()
         else:
-            metrics.publishes.labels("accepted").inc()
-            metrics.events_appended.labels(event_type_label(event.type)).inc()
+            metrics.child(metrics.publishes, "accepted").inc()
+            metrics.child(metrics.events_appended, event_type_label(event.type)).inc()
     return json_response(
         {
             "events": [

@@ -1,0 +1,74 @@
+"""Waiters woken by one append share one store read, and sharing never hides an event."""
+
+from __future__ import annotations
+
+import asyncio
+
+from relay.auth import Viewer
+from relay.events import Event
+from relay.fanout.live import Live
+from relay.metrics import Metrics
+from relay.observed_store import ObservedStore
+from relay.settings import LiveSettings
+from relay.store.memory import MemoryStore
+
+
+class SnapshotThenWait(MemoryStore):
+    """Takes its snapshot at once, answers when the gate opens: a slow store round trip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def read(self, account, since, limit):
+        self.reads += 1
+        page = await super().read(account, since, limit)
+        await self.gate.wait()
+        return page
+
+
+def live_over(store: MemoryStore) -> tuple[Live, ObservedStore]:
+    metrics = Metrics()
+    observed = ObservedStore(store, metrics)
+    live = Live(observed, LiveSettings(), metrics)
+    observed.on_append = live.on_append
+    live.on_hints_state(True, "test")
+    return live, observed
+
+
+def event(n: int) -> Event:
+    return Event(id=f"e{n}", type="message.created", account="acme", body={"data": n})
+
+
+async def test_a_hundred_long_polls_woken_by_one_append_make_one_read():
+    store = SnapshotThenWait()
+    live, observed = live_over(store)
+    start = (await live.read(Viewer("u", "acme"), None, 100)).page.cursor
+    polls = [
+        asyncio.create_task(live.long_poll(Viewer(f"u{n}", "acme"), start, 100, 5))
+        for n in range(100)
+    ]
+    await asyncio.sleep(0.05)
+    before = store.reads
+    await observed.append("acme", [event(1)])
+    answers = await asyncio.gather(*polls)
+    assert all(len(answer.delivered) == 1 for answer in answers)
+    assert store.reads - before == 1
+
+
+async def test_a_waiter_armed_after_an_append_does_not_join_an_older_read():
+    store = SnapshotThenWait()
+    live, observed = live_over(store)
+    start = (await live.read(Viewer("u", "acme"), None, 100)).page.cursor
+    live.hub.forget_heads()  # no fast path: every waiter reads the store
+    store.gate.clear()
+    first = asyncio.create_task(live.long_poll(Viewer("a", "acme"), start, 100, 5))
+    await asyncio.sleep(0.01)  # `first` took its snapshot, before the append
+    await observed.append("acme", [event(1)])
+    second = asyncio.create_task(live.long_poll(Viewer("b", "acme"), start, 100, 5))
+    await asyncio.sleep(0.01)
+    store.gate.set()
+    answers = await asyncio.wait_for(asyncio.gather(first, second), 2)
+    assert [len(answer.delivered) for answer in answers] == [1, 1]
