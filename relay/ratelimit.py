@@ -1,13 +1,12 @@
 """Token-bucket rate limits per key (a user, a webhook source), per process.
 
-Buckets live in a bounded LRU map, so a flood of distinct keys cannot grow memory.
+Buckets live in a bounded map, so a flood of distinct keys cannot grow memory.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 
 from relay.errors import TooManyRequests
 
@@ -22,20 +21,29 @@ class RateLimiter:
         self.rate = rate  # tokens per second; 0 disables the limit
         self.burst = max(burst, 1.0)
         self.max_keys = max_keys
-        self._buckets: OrderedDict[object, tuple[float, float]] = OrderedDict()
+        # key -> [tokens, when]; mutated in place, so a take is two lookups and no allocation.
+        self._buckets: dict[object, list[float]] = {}
 
     def take(self, key: object) -> None:
         """Spend one token for `key`, or raise a 429 that says when to come back."""
         if self.rate <= 0:
             return
         now = time.monotonic()
-        tokens, stamp = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - stamp) * self.rate)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                # Keys are authenticated users and configured sources, so this is rare:
+                # forgetting every bucket at once only ever errs on the generous side.
+                self._buckets.clear()
+            self._buckets[key] = [self.burst - 1, now]
+            return
+        tokens = bucket[0] + (now - bucket[1]) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        bucket[1] = now
         if tokens < 1:
-            self._buckets[key] = (tokens, now)
+            bucket[0] = tokens
             error = RateLimited(f"{self.name} rate limit: at most {self.rate:g} per second")
             error.headers = {"Retry-After": str(max(1, math.ceil((1 - tokens) / self.rate)))}
             raise error
-        self._buckets[key] = (tokens - 1, now)
-        if len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
+        bucket[0] = tokens - 1
