@@ -90,6 +90,7 @@ class Rig:
             "RELAY_JWT_SECRET": JWT_SECRET,
             "RELAY_CONFIG": str(self.config),
             "RELAY_SHUTDOWN_TIMEOUT": "5s",
+            "RELAY_MAX_EVENTS": "0",  # keep every event: the verdict compares all of them
             SECRET_ENV: SECRET,
         }
         self.relays = [RelayProcess(env), RelayProcess(env)]
