@@ -134,23 +134,30 @@ class Rig:
         ]
 
     async def inject(self, kind: str) -> Fault:
-        fault = Fault(kind, time.monotonic())
+        """Send the fault's signal from the event loop (so that its moment is exact), then
+        wait for the process in a thread and undo the fault."""
+        redis, relay = self.redis.process, self.relays[1].process
+        assert redis and relay
         if kind == "redis_kill":
-            await asyncio.to_thread(self.redis.stop)  # SIGKILL
+            redis.kill()
+            fault = Fault(kind, time.monotonic())
+            await asyncio.to_thread(self.redis.stop)
             await asyncio.sleep(self.plan.down)  # as a supervisor's restart delay would
             await asyncio.to_thread(self.redis.start)  # the same port and dir: its AOF
         elif kind == "relay_term":
-            fault.relay = 1
-            await asyncio.to_thread(self.relays[1].stop, signal.SIGTERM)
+            relay.send_signal(signal.SIGTERM)
+            fault = Fault(kind, time.monotonic(), relay=1)
+            await asyncio.to_thread(relay.wait, 15)  # it drains what it holds, then exits
+            self.relays[1].stop()
             await asyncio.to_thread(self.relays[1].start)  # the same port: clients come back
         elif kind == "redis_pause":
-            assert self.redis.process
-            self.redis.process.send_signal(signal.SIGSTOP)
+            redis.send_signal(signal.SIGSTOP)
+            fault = Fault(kind, time.monotonic())
             self.paused = True
             try:
                 await asyncio.sleep(self.plan.pause)  # the fault *is* a length of time
             finally:
-                self.redis.process.send_signal(signal.SIGCONT)
+                redis.send_signal(signal.SIGCONT)
                 self.paused = False
         else:
             raise ValueError(f"unknown fault {kind!r}")
