@@ -28,6 +28,12 @@ def parse(argv: list[str]) -> Plan:
     parser.add_argument("--pause", type=float, default=3.0, help="SIGSTOP seconds")
     parser.add_argument("--down", type=float, default=1.0, help="seconds Redis stays dead")
     parser.add_argument("--deadline", type=float, default=1800.0, help="seconds, whole run")
+    parser.add_argument(
+        "--appendfsync",
+        choices=("always", "everysec", "off"),
+        default="always",
+        help="Redis AOF fsync policy; off: no AOF (the verdict must then report losses)",
+    )
     args = parser.parse_args(argv)
     return Plan(
         senders=args.senders,
@@ -38,6 +44,7 @@ def parse(argv: list[str]) -> Plan:
         pause=args.pause,
         down=args.down,
         deadline=args.deadline,
+        appendfsync=args.appendfsync,
     )
 
 
