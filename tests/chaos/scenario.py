@@ -479,6 +479,9 @@ def figures(outcome: Outcome) -> dict:
             "fault": fault.kind,
             "restored_after_s": round(fault.restored - fault.injected, 3),
             "recovery_s": round(min(after) - fault.injected, 3) if after else None,
+            # relay's own share: from the fault undone (Redis answering, the relay listening)
+            # to the first ack; 0 when an ack came while the restart was being confirmed.
+            "after_restore_s": round(max(0.0, min(after) - fault.restored), 3) if after else None,
         }
         if fault.relay is not None:
             # Until it exits, a SIGTERMed relay still finishes the requests it has: count
@@ -493,6 +496,10 @@ def figures(outcome: Outcome) -> dict:
             )
         faults.append(entry)
     recoveries = [f["recovery_s"] for f in faults if f["recovery_s"] is not None]
+    worst: dict[str, float] = {}
+    for f in faults:
+        if f["recovery_s"] is not None:
+            worst[f["fault"]] = max(worst.get(f["fault"], 0.0), f["recovery_s"])
     return {
         "faults_injected": len(tally.faults),
         "webhooks": outcome.plan.webhooks,
@@ -506,6 +513,10 @@ def figures(outcome: Outcome) -> dict:
         "sse_reconnects": sum(max(0, s.connects - 1) for s in outcome.streams),
         "poll_failures": sum(p.errors + sum(p.statuses.values()) for p in outcome.pollers),
         "max_recovery_s": max(recoveries) if recoveries else None,
+        "max_recovery_s_by_fault": worst,
+        "max_after_restore_s": max((f["after_restore_s"] or 0.0) for f in faults)
+        if faults
+        else None,
         "recovery": faults,
         "all_delivered_after_last_ack_s": round(outcome.delivered_in, 3),
         "total_s": round(outcome.seconds, 3),
