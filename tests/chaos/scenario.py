@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import random
+import shutil
 import signal
 import tempfile
 import time
@@ -122,6 +123,9 @@ class Rig:
         for relay in self.relays:
             relay.stop()
         self.redis.stop()
+        # The AOF of a long run is tens of megabytes; the relays' logs stay for a post-mortem.
+        shutil.rmtree(self.redis.dir, ignore_errors=True)
+        shutil.rmtree(self.config.parent, ignore_errors=True)
 
     def __enter__(self) -> Rig:
         return self.start()
