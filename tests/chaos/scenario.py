@@ -14,6 +14,7 @@ import json
 import random
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from collections import Counter
@@ -26,7 +27,7 @@ import orjson
 from relay.auth import mint_token
 from relay.ingest.providers.standard_webhooks import secret_keys, sign
 from relay.store.keys import stream_key
-from tests.servers import RedisServer, RelayProcess
+from tests.servers import RedisServer, RelayProcess, free_port
 from tests.sse_client import EventSource
 
 ACCOUNT = "acme"
@@ -77,6 +78,27 @@ class Plan:
 # -- the processes ------------------------------------------------------------------------
 
 
+def restartable_port() -> int:
+    """A free port below the kernel's ephemeral range. While Redis or a relay is down for a
+    restart its port is free, and one in the ephemeral range can meanwhile become the local
+    port of any outgoing connection on the machine (or another test's free_port()), so that
+    the restart cannot bind it. Outside that range, only an explicit bind can take it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return free_port()
+    pick = random.SystemRandom()
+    for _ in range(200):
+        port = pick.randrange(max(1024, low - 10_000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 class Rig:
     """Redis (AOF, fsync always) and two relays on it; every process stopped on close."""
 
@@ -85,7 +107,7 @@ class Rig:
         persistence = ["--appendonly", "yes", "--appendfsync", plan.appendfsync]
         if plan.appendfsync == "off":
             persistence = ["--appendonly", "no"]
-        self.redis = RedisServer(*persistence)
+        self.redis = RedisServer(*persistence, port=restartable_port())
         self.config = Path(tempfile.mkdtemp(prefix="relay-chaos-")) / "relay.toml"
         self.config.write_text(
             f'[sources.{SOURCE}]\nprovider = "standard_webhooks"\naccount = "{ACCOUNT}"\n'
@@ -100,7 +122,7 @@ class Rig:
             "RELAY_MAX_EVENTS": "0",  # keep every event: the verdict compares all of them
             SECRET_ENV: SECRET,
         }
-        self.relays = [RelayProcess(env), RelayProcess(env)]
+        self.relays = [RelayProcess(env, port=restartable_port()) for _ in range(2)]
         self.paused = False
 
     @property
