@@ -145,8 +145,10 @@ class Rig:
         for relay in self.relays:
             relay.stop()
         self.redis.stop()
-        # The AOF of a long run is tens of megabytes; the relays' logs stay for a post-mortem.
-        shutil.rmtree(self.redis.dir, ignore_errors=True)
+        # The AOF of a long run is tens of megabytes; Redis's and the relays' logs stay for
+        # a post-mortem.
+        for aof in Path(self.redis.dir).glob("appendonly*"):
+            shutil.rmtree(aof, ignore_errors=True) if aof.is_dir() else aof.unlink()
         shutil.rmtree(self.config.parent, ignore_errors=True)
 
     def __enter__(self) -> Rig:
