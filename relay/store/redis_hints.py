@@ -42,6 +42,7 @@ async def watch_hints(
     """Run until cancelled; `on_state(up, reason)` on each subscription change."""
     backoff = 0.05
     while True:
+        _raise_if_cancelled()
         client = redis.Redis.from_url(
             url,
             protocol=2,
@@ -69,6 +70,7 @@ async def _listen(pubsub, on_hint: OnHint, timeout: float, ping_every: float) ->
     last_heard = time.monotonic()
     pinged = False
     while True:
+        _raise_if_cancelled()
         message = await pubsub.get_message(timeout=ping_every)
         now = time.monotonic()
         if message is not None:
@@ -84,6 +86,15 @@ async def _listen(pubsub, on_hint: OnHint, timeout: float, ping_every: float) ->
         if not pinged:
             await pubsub.ping()
             pinged = True
+
+
+def _raise_if_cancelled() -> None:
+    """A cancellation can be swallowed inside redis-py's pub/sub read (seen under the chaos
+    test: the task stays `cancelling` and the loop reads on); without this check, shutdown
+    waits forever for this loop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def _quietly(awaitable) -> None:
