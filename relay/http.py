@@ -51,8 +51,10 @@ def new_request_id() -> str:
 async def read_body(request: web.Request, max_bytes: int, timeout: float) -> bytes:
     """The whole body, refused early past `max_bytes` and given up on after `timeout`
     seconds, so a slow or oversized sender cannot hold a handler."""
+    refusals = request.app[METRICS].limit_refusals
     declared = request.content_length
     if declared is not None and declared > max_bytes:
+        refusals.labels("body_size").inc()
         raise BodyTooLarge(f"the body is larger than {max_bytes} bytes")
     chunks, size = [], 0
     try:
@@ -60,9 +62,11 @@ async def read_body(request: web.Request, max_bytes: int, timeout: float) -> byt
             async for chunk in request.content.iter_chunked(64 * 1024):
                 size += len(chunk)
                 if size > max_bytes:
+                    refusals.labels("body_size").inc()
                     raise BodyTooLarge(f"the body is larger than {max_bytes} bytes")
                 chunks.append(chunk)
     except TimeoutError:
+        refusals.labels("body_timeout").inc()
         raise RequestTimeout(f"the body did not arrive within {timeout:g} seconds") from None
     return b"".join(chunks)
 

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from relay import auth as relay_auth
 from relay.events import Event
+from relay.settings import LiveSettings
 from relay.store.redis import RedisStore
 from tests.conftest import API, API_KEY, JWT_SECRET, auth, settings_for, token
 from tests.proxy_tcp import DroppingProxy
@@ -264,3 +265,22 @@ async def test_error_bodies_never_echo_secrets(client_for):
         for method, path in (("POST", "/api/publish"), ("GET", "/api/admin/dead-letters")):
             text = await (await client.request(method, path, headers=headers, data=b"{")).text()
             assert API_KEY not in text and JWT_SECRET not in text and token() not in text
+
+
+async def test_limit_refusals_are_counted(client_for):
+    client = await client_for(
+        settings_for(
+            "memory",
+            max_publish_bytes=2048,
+            live=LiveSettings(max_streams_per_user=1),
+        )
+    )
+    big = {"account": "acme", "type": "t", "data": "x" * 4096}
+    assert (await client.post("/api/publish", json=big, headers=API)).status == 413
+    first = await client.get("/api/chats/realtime-updates/", params={"token": token()})
+    second = await client.get("/api/chats/realtime-updates/", params={"token": token()})
+    assert first.status == 200 and second.status == 429
+    first.close()
+    metrics = await (await client.get("/metrics")).text()
+    assert 'relay_limit_refusals_total{limit="body_size"} 1.0' in metrics
+    assert 'relay_limit_refusals_total{limit="streams_per_user"} 1.0' in metrics

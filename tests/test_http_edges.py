@@ -118,3 +118,19 @@ def test_raw_unencoded_query_bytes_never_give_5xx(memory_relay, raw):
     response.read()
     connection.close()
     assert response.status < 500
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.text(max_size=80))
+def test_any_last_event_id_gets_200_or_400_never_5xx(memory_relay, text):
+    header = "".join(c for c in text if c.isprintable() and c not in "\r\n").encode(
+        "latin-1", "ignore"
+    )
+    connection = http.client.HTTPConnection("127.0.0.1", memory_relay.port, timeout=10)
+    connection.putrequest("GET", f"/api/chats/realtime-updates/?token={token()}")
+    connection.putheader("Last-Event-ID", header)
+    connection.endheaders()
+    response = connection.getresponse()  # the status line and headers: SSE never ends
+    status = response.status
+    connection.close()
+    assert status in (200, 400), status

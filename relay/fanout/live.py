@@ -47,9 +47,15 @@ class Live:
         self.settings = settings
         self.metrics = metrics
         self.hub = Hub(settings.watermark_ttl)
-        self.streams = Slots("SSE streams", settings.max_streams, settings.max_streams_per_user)
+
+        def refused(limit: str) -> None:
+            metrics.limit_refusals.labels(limit).inc()
+
+        self.streams = Slots(
+            "SSE streams", settings.max_streams, settings.max_streams_per_user, refused
+        )
         self.waiters = Slots(
-            "long-poll waiters", settings.max_waiters, settings.max_waiters_per_user
+            "long-poll waiters", settings.max_waiters, settings.max_waiters_per_user, refused
         )
         self._closing: asyncio.Future[None] | None = None
         self._empty_bodies: dict[Cursor, bytes] = {}
