@@ -1,4 +1,4 @@
-"""check-updates as a domain function: one read, the viewer's filters, the answer's bytes.
+"""A page as a viewer may see it: the viewer's filters, and the answer's bytes.
 
 The response body is spliced from the stored event bytes; events are never re-encoded.
 """
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from relay.auth import Viewer
 from relay.cursor import Cursor, format_cursor
-from relay.store.base import Page, Store
+from relay.store.base import Page
 
 _PUBLIC = b'"a":null}'
 
@@ -52,9 +52,3 @@ def render(page: Page, viewer: Viewer) -> PollAnswer:
         b"true" if page.reset else b"false",
     )
     return PollAnswer(body, stamps, page)
-
-
-async def check_updates(
-    store: Store, viewer: Viewer, since: Cursor | None, limit: int
-) -> PollAnswer:
-    return render(await store.read(viewer.account, since, limit), viewer)
