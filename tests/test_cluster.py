@@ -19,6 +19,8 @@ from relay.events import Event
 from relay.store.base import Retention
 from relay.store.keys import account_keys, stream_key
 from relay.store.redis import RedisStore
+from relay.store.redis_hints import WAKE_CHANNEL
+from relay.store.shard_channels import account_channel
 from tests import test_store_contract as contract
 from tests.cluster import LocalCluster, key_slot
 from tests.conftest import API, redis_cluster_binary
@@ -308,8 +310,8 @@ async def test_cross_replica_wakeups_on_the_cluster_while_the_slot_migrates(
     redis_cluster, cluster_url
 ):
     """Live delivery on a cluster: SSE streams and long-polls on B are woken by appends on
-    A (the append script's PUBLISH reaches B's subscription on any node), while the
-    account's slot moves between masters."""
+    A (the append script's SPUBLISH reaches B's subscription on the account's master),
+    while the account's slot moves between masters."""
     import aiohttp
 
     from tests.conftest import token
@@ -326,6 +328,7 @@ async def test_cross_replica_wakeups_on_the_cluster_while_the_slot_migrates(
                 await poller.start_cursor(session)
             for source in sources:
                 await asyncio.wait_for(source.connected.wait(), 20)
+            assert_subscribed_per_shard(redis_cluster, "acme", relays=2)
             with Migrator(redis_cluster, "acme", growth=40) as migrator:
                 deadline = time.monotonic() + 120
                 polling = [asyncio.create_task(p.run(session, total, deadline)) for p in pollers]
@@ -334,17 +337,38 @@ async def test_cross_replica_wakeups_on_the_cluster_while_the_slot_migrates(
                 while any(len(s.updates) < total for s in sources):
                     assert time.monotonic() < deadline, "SSE clients did not get everything"
                     await asyncio.sleep(0.01)
-            await asyncio.sleep(0.2)
             for source in sources:
                 await source.stop()
-            metrics = await (await session.get(f"{b.url}/metrics")).text()
+            # Each migration was a gap in B's hints; B subscribes again by itself.
+            deadline = time.monotonic() + 10
+            while True:
+                metrics = await (await session.get(f"{b.url}/metrics")).text()
+                if "relay_pubsub_up 1.0" in metrics:
+                    break
+                assert time.monotonic() < deadline, "B's hints did not come back"
+                await asyncio.sleep(0.05)
+            assert_subscribed_per_shard(redis_cluster, "acme", relays=2)
         assert migrator.error is None, migrator.error
         assert migrator.migrations >= 1
         for client in [*sources, *pollers]:
             assert [u["id"] for u in client.updates] == order
-        assert "relay_pubsub_up 1.0" in metrics
         woken = [line for line in metrics.splitlines() if line.startswith("relay_wakeups_total")]
         assert sum(float(line.split()[-1]) for line in woken) > 0
     finally:
         a.stop()
         b.stop()
+
+
+def assert_subscribed_per_shard(cluster: LocalCluster, account: str, relays: int) -> None:
+    """Every relay listens on the account's shard channel at its master, and nobody on the
+    classic broadcast channel."""
+    owner = cluster.nodes[cluster.owner(key_slot(stream_key(account)))].client()
+    wait_until(
+        lambda: (
+            owner.execute_command("PUBSUB", "SHARDNUMSUB", account_channel(account))[1] >= relays
+        ),
+        timeout=10,
+        what="both relays to subscribe on the account's master",
+    )
+    for node in cluster.nodes:
+        assert node.client().execute_command("PUBSUB", "NUMSUB", WAKE_CHANNEL)[1] == 0

@@ -30,7 +30,7 @@ class SwallowingPubSub:
 
 async def test_the_listen_loop_ends_when_cancelled_even_if_the_read_swallows_it():
     listening = asyncio.create_task(
-        redis_hints._listen(SwallowingPubSub(), lambda *_: None, timeout=5.0, ping_every=0.02)
+        redis_hints.listen(SwallowingPubSub(), lambda _message: None, timeout=5.0, ping_every=0.02)
     )
     await asyncio.sleep(0.1)
     listening.cancel()

@@ -4,6 +4,7 @@ cluster, and a TLS server verified against its CA."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import subprocess
@@ -22,7 +23,13 @@ from relay.errors import StoreUnavailable
 from relay.store.redis import RedisStore
 from tests.cluster import CLUSTER_ARGS, LocalCluster
 from tests.conftest import in_ci
-from tests.servers import RedisServer, RelayProcess, redis_server_candidates
+from tests.servers import (
+    RedisServer,
+    RelayProcess,
+    redis_server_binary,
+    redis_server_candidates,
+)
+from tests.test_cluster_hints import Hints
 from tests.test_exactly_once import relay_env
 from tests.test_store_contract import events
 
@@ -31,7 +38,7 @@ PASSWORD = "relay-test-password-0123456789"
 RELAY_ACL = (
     "~relay:* resetchannels &relay:* -@all +@read +@write +@scripting +@connection "
     "+ping +info +time +cluster|slots +cluster|shards +cluster|info +cluster|myid "
-    "+publish +subscribe +unsubscribe"
+    "+publish +subscribe +unsubscribe +spublish +ssubscribe +sunsubscribe"
 )
 
 # The same without INFO and CLUSTER INFO: relay cannot tell whether it is a cluster.
@@ -47,6 +54,7 @@ class AclRedis(RedisServer):
             *("--user", "admin", "on", f">{PASSWORD}", "~*", "&*", "+@all"),
             *("--user", "relay", "on", f">{PASSWORD}", *RELAY_ACL.split()),
             *("--user", "blind", "on", f">{PASSWORD}", *BLIND_ACL.split()),
+            binary=redis_server_binary((7, 0)),  # +spublish and +ssubscribe are 7.0's
         )
 
     def client(self) -> redis.Redis:
@@ -122,10 +130,27 @@ async def test_the_documented_acl_is_enough_on_the_cluster(redis_cluster, cluste
         for accounts in redis_cluster.accounts_on_each_master(per_node=1).values():
             await exercise(store, accounts[0])
         assert store.clustered
+        await exercise_hints(store, redis_cluster.accounts_on_each_master(per_node=1))
     finally:
         await store.close()
         for node in redis_cluster.nodes:
             node.client().execute_command("ACL", "DELUSER", "relay")
+
+
+async def exercise_hints(store: RedisStore, accounts: dict[int, list[str]]) -> None:
+    """The sharded wake-ups work with the same URL: one subscription per master comes up
+    and each master's appends are heard."""
+    assert store.sharded_hints
+    hints = Hints()
+    watching = asyncio.create_task(store.watch(hints.on_hint, hints.on_state))
+    try:
+        await hints.wait_up()
+        for owned in accounts.values():
+            appended = await store.append(owned[0], events(1, prefix="hint-", account=owned[0]))
+            await hints.wait_for(owned[0], appended[0].timestamp)
+    finally:
+        watching.cancel()
+        await asyncio.wait({watching}, timeout=5)
 
 
 def tls_binary() -> str | None:
@@ -298,6 +323,7 @@ async def test_rediss_url_of_a_tls_cluster_node_works(tls_redis):
             for accounts in cluster.accounts_on_each_master(per_node=1).values():
                 await exercise(store, accounts[0])
             assert store.clustered
+            await exercise_hints(store, cluster.accounts_on_each_master(per_node=1))
         finally:
             await store.close()
     finally:

@@ -104,10 +104,17 @@ class Live:
             safety.cancel()
 
     async def _safety_rereads(self) -> None:
+        """Every waiter re-reads every `safety_reread` while hints are down, and every
+        `watermark_ttl` while they flow: a hint lost without a reconnect (published on a
+        cluster node while its slot was migrating there, say) delays an SSE stream or a
+        long-poll no longer than it can delay a plain poll's fast path."""
+        since_all = 0.0
         while True:
             await asyncio.sleep(self.settings.safety_reread)
-            if not self.hub.hints_up:
+            since_all += self.settings.safety_reread
+            if not self.hub.hints_up or since_all >= self.settings.watermark_ttl:
                 self.hub.wake_all()
+                since_all = 0.0
 
     # -- reads ------------------------------------------------------------------------
 

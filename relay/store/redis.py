@@ -32,6 +32,8 @@ from relay.events import Appended, Event, StoredEvent
 from relay.store.base import Page, Retention, page_from
 from relay.store.keys import clock_key, ids_key, meta_key, stream_key
 from relay.store.redis_hints import WAKE_CHANNEL, OnHint, OnState, watch_hints
+from relay.store.redis_shard_hints import watch_shard_hints
+from relay.store.shard_channels import account_channel, slot_channel
 
 
 def _lua(name: str) -> str:
@@ -151,6 +153,8 @@ class RedisStore:
         self._in_flight = asyncio.Semaphore(in_flight)
         self.client: Any = None
         self.clustered = False
+        # Redis Cluster 7+: the hint goes to the account's shard only (SPUBLISH).
+        self.sharded_hints = False
         self._ready = False
         if client is not None:
             self._bind(client)
@@ -202,6 +206,7 @@ class RedisStore:
                     # `_writer`) when many first commands race to initialize it.
                     try:
                         await self.client.initialize()
+                        self.sharded_hints = await _spublish_exists(self.client)
                     except UNAVAILABLE as error:
                         raise _unavailable(error) from error
                 self._ready = True
@@ -209,7 +214,14 @@ class RedisStore:
 
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
         # The script itself publishes the wake-up hint once the append has committed.
-        args: list[Any] = [*self._limits, account, WAKE_CHANNEL if self._url else ""]
+        await self.connected_client()
+        if self._url is None:
+            wake = ("", "")
+        elif self.sharded_hints:
+            wake = ("SPUBLISH", account_channel(account))
+        else:
+            wake = ("PUBLISH", WAKE_CHANNEL)
+        args: list[Any] = [*self._limits, account, *wake]
         for event in events:
             args += (event.id, event.encode())
         keys = [stream_key(account), clock_key(account), meta_key(account), ids_key(account)]
@@ -255,13 +267,25 @@ class RedisStore:
                 raise _unavailable(error) from error
 
     async def watch(self, on_hint: OnHint, on_state: OnState) -> None:
-        """Deliver the hints of every replica's appends until cancelled. On a cluster a
-        plain PUBLISH reaches the subscribers of every node, so one subscription to the
-        seed node hears all of them."""
+        """Deliver the hints of every replica's appends until cancelled: one subscription
+        per master on a Redis 7+ cluster (sharded pub/sub), else one to the seed node (a
+        classic PUBLISH on a cluster reaches every node's subscribers)."""
         if self._url is None:
             on_state(False, "no url to subscribe with")
             return
-        await watch_hints(self._url, on_hint, on_state, timeout=self.timeout)
+        backoff = 0.05
+        while True:  # the mode is known once Redis has answered
+            try:
+                await self.connected_client()
+                break
+            except StoreUnavailable as error:
+                on_state(False, str(error))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        if self.sharded_hints:
+            await watch_shard_hints(self._url, on_hint, on_state, timeout=self.timeout)
+        else:
+            await watch_hints(self._url, on_hint, on_state, timeout=self.timeout)
 
     async def ping(self) -> None:
         """Readiness. On a cluster: ready while at least one master answers; the accounts
@@ -289,6 +313,20 @@ class RedisStore:
     async def close(self) -> None:
         if self.client is not None:
             await self.client.aclose()
+
+
+async def _spublish_exists(cluster: RedisCluster) -> bool:
+    """Redis 7+ (sharded pub/sub) or 6.2 (classic PUBLISH). An ACL that forbids SPUBLISH
+    is reported here rather than by every append."""
+    try:
+        await cluster.execute_command("SPUBLISH", slot_channel(0), "")
+        return True
+    except UNAVAILABLE:
+        raise
+    except RedisError as error:
+        if "doesn't exist" in str(error) or "unknown command" in str(error).lower():
+            return False
+        raise StoreUnavailable(f"cannot publish wake-ups on this cluster: {error}") from error
 
 
 def _unavailable(error: BaseException) -> StoreUnavailable:

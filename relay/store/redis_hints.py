@@ -31,6 +31,17 @@ def parse_hint(data: bytes) -> tuple[str, Cursor] | None:
     return account, int(cursor)
 
 
+def subscriber_options(timeout: float) -> dict:
+    """No retries: a silent reconnect would hide the hints lost while it was away."""
+    return {
+        "protocol": 2,
+        "decode_responses": False,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+    }
+
+
 async def watch_hints(
     url: str,
     on_hint: OnHint,
@@ -42,43 +53,44 @@ async def watch_hints(
     """Run until cancelled; `on_state(up, reason)` on each subscription change."""
     backoff = 0.05
     while True:
-        _raise_if_cancelled()
-        client = redis.Redis.from_url(
-            url,
-            protocol=2,
-            decode_responses=False,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        raise_if_cancelled()
+        client = redis.Redis.from_url(url, **subscriber_options(timeout))
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(channel)
             on_state(True, "subscribed")
             backoff = 0.05
-            await _listen(pubsub, on_hint, timeout, ping_every)
+            await listen(pubsub, _hints_to(on_hint, "message"), timeout, ping_every)
         except (RedisError, OSError, TimeoutError) as error:
             on_state(False, type(error).__name__)
         finally:
-            await _quietly(pubsub.aclose())
-            await _quietly(client.aclose())
+            await quietly(pubsub.aclose())
+            await quietly(client.aclose())
         await asyncio.sleep(backoff)
         backoff = min(backoff * 2, 2.0)
 
 
-async def _listen(pubsub, on_hint: OnHint, timeout: float, ping_every: float) -> None:
+def _hints_to(on_hint: OnHint, kind: str) -> Callable[[dict], None]:
+    def handle(message: dict) -> None:
+        if message.get("type") == kind:
+            hint = parse_hint(message["data"])
+            if hint is not None:
+                on_hint(*hint)
+
+    return handle
+
+
+async def listen(pubsub, handle: Callable[[dict], None], timeout: float, ping_every: float) -> None:
+    """Hand every message to `handle` until the connection fails or goes silent."""
     last_heard = time.monotonic()
     pinged = False
     while True:
-        _raise_if_cancelled()
+        raise_if_cancelled()
         message = await pubsub.get_message(timeout=ping_every)
         now = time.monotonic()
         if message is not None:
             last_heard, pinged = now, False
-            if message.get("type") == "message":
-                hint = parse_hint(message["data"])
-                if hint is not None:
-                    on_hint(*hint)
+            handle(message)
             continue
         if now - last_heard > ping_every + timeout:
             # A paused or half-open server answers nothing, not even an error.
@@ -88,7 +100,7 @@ async def _listen(pubsub, on_hint: OnHint, timeout: float, ping_every: float) ->
             pinged = True
 
 
-def _raise_if_cancelled() -> None:
+def raise_if_cancelled() -> None:
     """A cancellation can be swallowed inside redis-py's pub/sub read (seen under the chaos
     test: the task stays `cancelling` and the loop reads on); without this check, shutdown
     waits forever for this loop."""
@@ -97,7 +109,7 @@ def _raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-async def _quietly(awaitable) -> None:
+async def quietly(awaitable) -> None:
     # Bounded: a close that races a cancelled connect can wait on a lock nobody releases,
     # and shutdown must not hang on a subscription it is throwing away.
     with contextlib.suppress(RedisError, OSError, TimeoutError, RuntimeError):

@@ -5,8 +5,9 @@
 -- KEYS[3] meta     hash: origin (first time this store knew the account), trimmed
 -- KEYS[4] ids      sorted set: event id -> its timestamp (idempotency window)
 -- ARGV[1] max_events, ARGV[2] max_age_us, ARGV[3] dedupe_window_us, ARGV[4] dedupe_max
--- ARGV[5] account, ARGV[6] wake-up channel ('' for none)
--- ARGV[7..] pairs of (event id, encoded event)
+-- ARGV[5] account, ARGV[6] wake-up command ('PUBLISH', 'SPUBLISH' or '' for none),
+-- ARGV[7] wake-up channel (for SPUBLISH: a shard channel in this account's slot)
+-- ARGV[8..] pairs of (event id, encoded event)
 --
 -- Guarantees: timestamps come from this server's clock (TIME), strictly increase per
 -- account (ts = max(now, last + 1)) and are never reused; an id already in the window is
@@ -14,6 +15,8 @@
 -- re-runs this script after a dropped connection cannot duplicate anything.
 -- When anything was stored, "<account> <last ts>" is published on the wake-up channel from
 -- inside the script: the hint leaves only if the append committed, at no extra round trip.
+-- On a cluster SPUBLISH reaches the subscribers of this shard only, where PUBLISH would be
+-- broadcast to every node over the cluster bus.
 -- Returns a flat list of (timestamp, duplicate flag) per event, as decimal strings.
 -- Scores stay integers: tostring() would print 1.7529e+15, so format with %d.
 
@@ -28,7 +31,7 @@ end
 
 local out = {}
 local changed = false
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   local id, member = ARGV[i], ARGV[i + 1]
   local seen = redis.call('ZSCORE', KEYS[4], id)
   if seen then
@@ -82,7 +85,7 @@ if changed then
     redis.call('ZREMRANGEBYRANK', KEYS[4], 0, extra_ids - 1)
   end
   if ARGV[6] ~= '' then
-    redis.call('PUBLISH', ARGV[6], ARGV[5] .. ' ' .. string.format('%d', last))
+    redis.call(ARGV[6], ARGV[7], ARGV[5] .. ' ' .. string.format('%d', last))
   end
 end
 

@@ -1,0 +1,203 @@
+"""Sharded wake-up hints on a real Redis Cluster: SPUBLISH from the append script reaches
+one subscription per master (SSUBSCRIBE), nothing is broadcast, and every change of the
+slot map (a migrated slot, a stopped master, a failover) is reported as a gap and then
+followed to the new owner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from relay.store.keys import stream_key
+from relay.store.redis import RedisStore
+from relay.store.redis_hints import WAKE_CHANNEL
+from relay.store.redis_shard_hints import node_url, watch_shard_hints
+from relay.store.shard_channels import SLOTS, account_channel, account_slot, slot_channel
+from tests.cluster import LocalCluster, key_slot
+from tests.conftest import redis_cluster_binary
+from tests.test_store_contract import events
+
+
+class Hints:
+    """What a watcher reported: every hint, and every change of its up/down state."""
+
+    def __init__(self) -> None:
+        self.hints: list[tuple[str, int]] = []
+        self.states: list[tuple[bool, str]] = []
+        self.up = False
+
+    def on_hint(self, account: str, cursor: int) -> None:
+        self.hints.append((account, cursor))
+
+    def on_state(self, up: bool, reason: str) -> None:
+        self.states.append((up, reason))
+        self.up = up
+
+    async def wait(self, predicate, what: str, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.states}"
+            await asyncio.sleep(0.01)
+
+    async def wait_up(self) -> None:
+        await self.wait(lambda: self.up, "the hints to flow")
+
+    async def wait_gap(self, since: int) -> None:
+        """Until the watcher reported a gap after its `since`-th state, and is up again."""
+
+        def gap_then_up() -> bool:
+            return any(not up for up, _ in self.states[since:]) and self.up
+
+        await self.wait(gap_then_up, "a gap and a resubscription")
+
+    async def wait_down(self, timeout: float) -> None:
+        await self.wait(lambda: not self.up, "a gap", timeout)
+
+    async def wait_for(self, account: str, cursor: int) -> None:
+        await self.wait(lambda: (account, cursor) in self.hints, f"hint {account} {cursor}")
+
+
+@contextlib.asynccontextmanager
+async def watching(url: str, timeout: float = 1.0) -> AsyncIterator[Hints]:
+    hints = Hints()
+    task = asyncio.create_task(
+        watch_shard_hints(url, hints.on_hint, hints.on_state, timeout=timeout, ping_every=0.2)
+    )
+    try:
+        await hints.wait_up()
+        yield hints
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+        assert task.done(), "the watcher ignored its cancellation"
+
+
+@pytest.fixture
+async def store(cluster_url):
+    store = RedisStore.from_url(cluster_url)
+    yield store
+    await store.close()
+
+
+async def append_one(store: RedisStore, account: str, tag: str) -> int:
+    return (await store.append(account, events(1, prefix=tag, account=account)))[0].timestamp
+
+
+def test_every_slot_has_its_own_channel_in_that_slot():
+    channels = [slot_channel(slot) for slot in range(SLOTS)]
+    assert [key_slot(channel) for channel in channels] == list(range(SLOTS))
+    assert account_slot("acme") == key_slot(stream_key("acme"))
+    assert key_slot(account_channel("acme")) == key_slot(stream_key("acme"))
+
+
+def test_a_node_url_keeps_credentials_scheme_and_options():
+    seed = "rediss://relay:p%40ss@10.0.0.1:6380/0?ssl_ca_certs=/ca.pem"
+    assert node_url(seed, "10.0.0.2:6381") == (
+        "rediss://relay:p%40ss@10.0.0.2:6381/0?ssl_ca_certs=/ca.pem"
+    )
+    assert node_url("redis://10.0.0.1:6379", "10.0.0.3:7000") == "redis://10.0.0.3:7000"
+
+
+async def test_hints_go_to_each_masters_shard_and_are_not_broadcast(redis_cluster, store):
+    await store.connected_client()
+    assert store.sharded_hints
+    classic = [node.client().pubsub() for node in redis_cluster.nodes]
+    for pubsub in classic:
+        pubsub.subscribe(WAKE_CHANNEL)
+        pubsub.get_message(timeout=1)  # the subscribe confirmation
+    async with watching(redis_cluster.url) as hints:
+        for owner, accounts in redis_cluster.accounts_on_each_master(per_node=2).items():
+            for account in accounts:
+                channel = account_channel(account)
+                listeners = (
+                    redis_cluster.nodes[owner]
+                    .client()
+                    .execute_command("PUBSUB", "SHARDNUMSUB", channel)
+                )
+                assert listeners[1] >= 1, f"nobody subscribed to {channel} on its master"
+                await hints.wait_for(account, await append_one(store, account, "a"))
+    for pubsub in classic:
+        assert pubsub.get_message(timeout=0.2) is None, "a hint was broadcast"
+        pubsub.close()
+
+
+async def test_a_migrated_slot_is_reported_as_a_gap_and_followed(redis_cluster, store):
+    account = "migrant"
+    slot = key_slot(stream_key(account))
+    async with watching(redis_cluster.url) as hints:
+        await hints.wait_for(account, await append_one(store, account, "before-"))
+        s2 = RedisStore.from_url(redis_cluster.url)
+        lost: list[int] = []
+        during = _append_when_moved(s2, account, lost)
+        try:
+            target = (redis_cluster.owner(slot) + 1) % 3
+            states_before = len(hints.states)
+            await asyncio.to_thread(redis_cluster.migrate_slot, slot, target, during)
+            await hints.wait_gap(states_before)
+            assert lost and (account, lost[0]) not in hints.hints
+            assert any("a slot moved" in reason for _, reason in hints.states[states_before:])
+            await hints.wait_for(account, await append_one(store, account, "after-"))
+        finally:
+            await s2.close()
+
+
+def _append_when_moved(store: RedisStore, account: str, lost: list[int]):
+    loop = asyncio.get_running_loop()
+
+    def during(phase: str) -> None:
+        if phase == "moved":
+            # The script now runs on the new master (ASK) and SPUBLISHes there, where
+            # nobody listens yet: that hint is lost, which the gap makes up for.
+            appending = append_one(store, account, "in-")
+            lost.append(asyncio.run_coroutine_threadsafe(appending, loop).result())
+
+    return during
+
+
+async def test_a_stopped_master_is_a_gap_while_the_other_masters_hints_flow():
+    cluster = LocalCluster(binary=redis_cluster_binary()).start()
+    store = RedisStore.from_url(cluster.url)
+    try:
+        accounts = cluster.accounts_on_each_master(per_node=1)
+        for owned in accounts.values():  # the store has learnt the slot map and every master
+            await append_one(store, owned[0], "warm-")
+        async with watching(cluster.url, timeout=0.3) as hints:
+            cluster.nodes[2].process.send_signal(signal.SIGSTOP)
+            try:
+                await hints.wait_down(timeout=5)
+                for owner in (0, 1):
+                    account = accounts[owner][0]
+                    await hints.wait_for(account, await append_one(store, account, "a"))
+            finally:
+                cluster.nodes[2].process.send_signal(signal.SIGCONT)
+            await hints.wait_up()
+            account = accounts[2][0]
+            await hints.wait_for(account, await append_one(store, account, "b"))
+    finally:
+        await store.close()
+        cluster.stop()
+
+
+async def test_after_a_failover_hints_come_from_the_new_master():
+    cluster = LocalCluster(binary=redis_cluster_binary()).start()
+    store = RedisStore.from_url(cluster.url)
+    try:
+        account = cluster.accounts_on_each_master(per_node=1)[0][0]
+        replica = cluster.add_replica(0)
+        async with watching(cluster.url) as hints:
+            await hints.wait_for(account, await append_one(store, account, "a"))
+            states_before = len(hints.states)
+            await asyncio.to_thread(cluster.failover, replica)
+            await hints.wait_gap(states_before)
+            await hints.wait_for(account, await append_one(store, account, "b"))
+            owner = cluster.nodes[replica].client()
+            listeners = owner.execute_command("PUBSUB", "SHARDNUMSUB", account_channel(account))
+            assert listeners[1] >= 1
+    finally:
+        await store.close()
+        cluster.stop()
