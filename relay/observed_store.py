@@ -56,8 +56,8 @@ class ObservedStore:
             self._ping_errors.inc()
             raise
 
-    async def watch(self, on_hint, on_state) -> None:
-        await self.inner.watch(on_hint, on_state)
+    async def watch(self, on_hint, on_state, on_gap=None) -> None:
+        await self.inner.watch(on_hint, on_state, on_gap)
 
     async def close(self) -> None:
         await self.inner.close()

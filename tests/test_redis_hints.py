@@ -28,9 +28,13 @@ class SwallowingPubSub:
         self.pong = True
 
 
+async def ignore(_message: dict) -> None:
+    return None
+
+
 async def test_the_listen_loop_ends_when_cancelled_even_if_the_read_swallows_it():
     listening = asyncio.create_task(
-        redis_hints.listen(SwallowingPubSub(), lambda _message: None, timeout=5.0, ping_every=0.02)
+        redis_hints.listen(SwallowingPubSub(), ignore, timeout=5.0, ping_every=0.02)
     )
     await asyncio.sleep(0.1)
     listening.cancel()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from relay.cursor import Cursor
@@ -77,6 +78,14 @@ class Hub:
     def forget_heads(self) -> None:
         """Hints may have been missed: trust no watermark until the store confirms it."""
         self._heads.clear()
+
+    def forget(self, is_affected: Callable[[str], bool]) -> None:
+        """Hints for some accounts may have been missed: distrust their watermarks and
+        wake their waiters."""
+        for account in [account for account in self._heads if is_affected(account)]:
+            del self._heads[account]
+        for account in [account for account in self._signals if is_affected(account)]:
+            self._fire(account)
 
     def _fire(self, account: str) -> None:
         signal = self._signals.pop(account, None)

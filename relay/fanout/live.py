@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from asyncio import FIRST_COMPLETED
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from relay import clock
@@ -95,11 +95,15 @@ class Live:
             self.metrics.pubsub_reconnects.inc()
             log.warning("pubsub.down", reason=reason)
 
+    def on_hints_gap(self, is_affected: Callable[[str], bool]) -> None:
+        """Some accounts' hints may have been missed (their cluster slot moved)."""
+        self.hub.forget(is_affected)
+
     async def watch(self) -> None:
         """Own the hints subscription and, while it is down, the slow safety re-read."""
         safety = asyncio.create_task(self._safety_rereads())
         try:
-            await self.store.watch(self.on_hint, self.on_hints_state)
+            await self.store.watch(self.on_hint, self.on_hints_state, self.on_hints_gap)
         finally:
             safety.cancel()
 

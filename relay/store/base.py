@@ -44,10 +44,14 @@ class Store(Protocol):
         ...
 
     async def watch(
-        self, on_hint: Callable[[str, Cursor], None], on_state: Callable[[bool, str], None]
+        self,
+        on_hint: Callable[[str, Cursor], None],
+        on_state: Callable[[bool, str], None],
+        on_gap: Callable[[Callable[[str], bool]], None] | None = None,
     ) -> None:
         """Run until cancelled, reporting other replicas' appends as (account, cursor)
-        hints and whether those hints flow (`on_state(up, reason)`)."""
+        hints, whether those hints flow (`on_state(up, reason)`), and gaps that concern
+        only some accounts (`on_gap(is_affected)`: their hints may have been missed)."""
         ...
 
     async def ping(self) -> None: ...

@@ -86,7 +86,7 @@ class MemoryStore:
         low = max(stream.origin, stream.trimmed)
         return page_from(events, stream.clock, low, since, limit)
 
-    async def watch(self, on_hint, on_state) -> None:
+    async def watch(self, on_hint, on_state, on_gap=None) -> None:
         """One process: every append is seen locally, so hints always flow."""
         on_state(True, "in-process")
         await asyncio.Event().wait()

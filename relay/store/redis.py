@@ -32,7 +32,7 @@ from relay.events import Appended, Event, StoredEvent
 from relay.store.base import Page, Retention, page_from
 from relay.store.keys import clock_key, ids_key, meta_key, stream_key
 from relay.store.redis_hints import WAKE_CHANNEL, OnHint, OnState, watch_hints
-from relay.store.redis_shard_hints import watch_shard_hints
+from relay.store.redis_shard_hints import OnGap, watch_shard_hints
 from relay.store.shard_channels import account_channel, slot_channel
 
 
@@ -266,7 +266,7 @@ class RedisStore:
             except UNAVAILABLE as error:
                 raise _unavailable(error) from error
 
-    async def watch(self, on_hint: OnHint, on_state: OnState) -> None:
+    async def watch(self, on_hint: OnHint, on_state: OnState, on_gap: OnGap | None = None) -> None:
         """Deliver the hints of every replica's appends until cancelled: one subscription
         per master on a Redis 7+ cluster (sharded pub/sub), else one to the seed node (a
         classic PUBLISH on a cluster reaches every node's subscribers)."""
@@ -283,7 +283,7 @@ class RedisStore:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
         if self.sharded_hints:
-            await watch_shard_hints(self._url, on_hint, on_state, timeout=self.timeout)
+            await watch_shard_hints(self._url, on_hint, on_state, on_gap, timeout=self.timeout)
         else:
             await watch_hints(self._url, on_hint, on_state, timeout=self.timeout)
 

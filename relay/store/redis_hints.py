@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
@@ -22,6 +22,7 @@ from relay.cursor import Cursor
 WAKE_CHANNEL = "relay:wake"
 OnHint = Callable[[str, Cursor], None]
 OnState = Callable[[bool, str], None]
+Handler = Callable[[dict], Awaitable[None]]
 
 
 def parse_hint(data: bytes) -> tuple[str, Cursor] | None:
@@ -70,8 +71,8 @@ async def watch_hints(
         backoff = min(backoff * 2, 2.0)
 
 
-def _hints_to(on_hint: OnHint, kind: str) -> Callable[[dict], None]:
-    def handle(message: dict) -> None:
+def _hints_to(on_hint: OnHint, kind: str) -> Handler:
+    async def handle(message: dict) -> None:
         if message.get("type") == kind:
             hint = parse_hint(message["data"])
             if hint is not None:
@@ -80,7 +81,7 @@ def _hints_to(on_hint: OnHint, kind: str) -> Callable[[dict], None]:
     return handle
 
 
-async def listen(pubsub, handle: Callable[[dict], None], timeout: float, ping_every: float) -> None:
+async def listen(pubsub, handle: Handler, timeout: float, ping_every: float) -> None:
     """Hand every message to `handle` until the connection fails or goes silent."""
     last_heard = time.monotonic()
     pinged = False
@@ -90,7 +91,7 @@ async def listen(pubsub, handle: Callable[[dict], None], timeout: float, ping_ev
         now = time.monotonic()
         if message is not None:
             last_heard, pinged = now, False
-            handle(message)
+            await handle(message)
             continue
         if now - last_heard > ping_every + timeout:
             # A paused or half-open server answers nothing, not even an error.

@@ -4,29 +4,37 @@ The append script SPUBLISHes each hint on the channel of its account's slot, and
 delivers it to that shard's subscribers only (a classic PUBLISH would cross the cluster
 bus to every node). So each process reads the slot map, opens one connection per master,
 subscribes there to the channels of that master's slots, and reports the hints as flowing
-only while every master's subscription is confirmed.
+while every master's subscription is confirmed.
 
-Each of these is a gap in the hints, reported as such (the caller then re-reads):
-- a master's connection drops or goes silent: that master is retried on its own, the
-  others' hints keep flowing, and the map is re-read in case a replica took over;
-- a slot moves: its old master answers `sunsubscribe` once it gives the slot away, and the
-  hints of appends redirected to the new master while the slot was migrating went to the
-  new master's (absent) subscribers;
-- a subscription is refused with MOVED: the map we read was already stale.
-The last two re-read the map and subscribe everywhere again (~0.2 s per master).
+What can make a hint go missing, and what is reported then (the caller re-reads):
+- a master's connection drops or goes silent: "down" until it is back (the other masters'
+  hints keep flowing meanwhile), and the map is re-read every second in case a replica
+  took over, in which case everything is subscribed again from the new map;
+- a slot moves: its old master answers `sunsubscribe` once it gives the slot away; asked
+  to subscribe again, it answers MOVED with the new owner, where the slot's channel is
+  subscribed; once that is confirmed, the slot's accounts are reported as a gap (hints
+  of appends redirected there during the migration went to nobody). One slot costs two
+  round trips, so a reshard moving thousands of slots never stops the other slots' hints.
+- a slot moves to a master not in the map (a new node): everything again, from a new map.
+- a failover: a dead master is the first case. After a manual failover the old master
+  gives its slots away (`sunsubscribe`) but, being a replica now, accepts the channels
+  again instead of answering MOVED; it would forward the new master's hints only once its
+  replication link is up. That is a gap: everything again, from a new map. The map is
+  also re-read every `map_check` seconds, in case a change announced itself no other way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import MovedError, RedisError, ResponseError
 
 from relay.store.redis_hints import (
     OnHint,
@@ -37,24 +45,25 @@ from relay.store.redis_hints import (
     raise_if_cancelled,
     subscriber_options,
 )
-from relay.store.shard_channels import slot_channel
+from relay.store.shard_channels import account_slot, channel_slot, slot_channel
+
+OnGap = Callable[[Callable[[str], bool]], None]
+FAILURES = (RedisError, OSError, TimeoutError)
 
 
 class Reshard(Exception):
-    """The slot map changed under a subscription."""
+    """The slot map changed beyond what following one slot can fix."""
 
 
 @dataclass(frozen=True, slots=True)
-class Shard:
-    """A master and the wake-up channels of its slots."""
-
-    name: str  # host:port
+class Master:
+    name: str  # host:port, as MOVED names it
     connection_class: type
-    connection_kwargs: dict[str, Any] = field(compare=False)
-    channels: tuple[str, ...]
+    connection_kwargs: dict[str, Any]
+    slots: frozenset[int]
 
 
-async def read_shards(urls: list[str], timeout: float) -> list[Shard]:
+async def read_masters(urls: list[str], timeout: float) -> list[Master]:
     """The masters and their slots, as the first node that answers sees them."""
     error: BaseException = RedisError("no node to ask")
     for url in urls:
@@ -62,23 +71,25 @@ async def read_shards(urls: list[str], timeout: float) -> list[Shard]:
             url, **subscriber_options(timeout), require_full_coverage=False
         )
         try:
-            await cluster.initialize()
-            by_master: dict[str, tuple[Any, list[int]]] = {}
+            await cluster.nodes_manager.initialize()  # the map only (no COMMAND table)
+            by_master: dict[str, tuple[Any, set[int]]] = {}
             for slot, nodes in cluster.nodes_manager.slots_cache.items():
-                by_master.setdefault(nodes[0].name, (nodes[0], []))[1].append(slot)
+                by_master.setdefault(nodes[0].name, (nodes[0], set()))[1].add(slot)
             return [
-                Shard(
+                Master(
                     name,
                     node.connection_class,
                     {**node.connection_kwargs, **subscriber_options(timeout)},
-                    tuple(slot_channel(slot) for slot in sorted(slots)),
+                    frozenset(slots),
                 )
                 for name, (node, slots) in sorted(by_master.items())
             ]
-        except (RedisError, OSError, TimeoutError) as failure:
+        except FAILURES as failure:
             error = failure
         finally:
-            await quietly(cluster.aclose())
+            # cluster.aclose() closes only what cluster.initialize() opened.
+            await quietly(cluster.nodes_manager.aclose())
+            await quietly(cluster.nodes_manager.aclose("startup_nodes"))
     raise error
 
 
@@ -90,161 +101,216 @@ def node_url(seed: str, name: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class _Board:
-    """Which masters' subscriptions are confirmed; hints flow when all of them are."""
+class ShardHints:
+    """The subscriptions of one process: one `_Subscription` per master."""
 
-    def __init__(self, on_state: OnState) -> None:
+    def __init__(
+        self,
+        url: str,
+        on_hint: OnHint,
+        on_state: OnState,
+        on_gap: OnGap | None,
+        timeout: float,
+        ping_every: float,
+        map_check: float,
+    ) -> None:
+        self.url = url
+        self.map_check = map_check
+        self.on_hint = on_hint
         self.on_state = on_state
-        self.expected: set[str] = set()
+        self.on_gap = on_gap
+        self.timeout = timeout
+        self.ping_every = ping_every
+        self.subscriptions: dict[str, _Subscription] = {}
         self.up: set[str] = set()
-        self.was_all_up = False  # in this round: a round that never got there backs off
+        self.flowing = False
+        self.flowed = False  # in this round: a round that never got there backs off
+        self.hops: dict[int, int] = {}
 
-    @property
-    def all_up(self) -> bool:
-        return bool(self.expected) and self.up >= self.expected
+    async def run(self) -> None:
+        known, backoff = [self.url], 0.05
+        while True:
+            raise_if_cancelled()
+            try:
+                masters = await read_masters(known, self.timeout)
+            except FAILURES as error:
+                self.down(f"slot map unreadable: {type(error).__name__}")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            known = [self.url, *(node_url(self.url, master.name) for master in masters)]
+            self.subscriptions = {m.name: _Subscription(self, m) for m in masters}
+            self.up, self.flowed, self.hops = set(), False, {}
+            tasks = [asyncio.create_task(s.run()) for s in self.subscriptions.values()]
+            try:
+                reason = await self._until_reshard(tasks, masters, known)
+            finally:
+                await _stop(tasks)
+            self.down(reason)
+            if self.flowed:
+                backoff = 0.05
+            else:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
 
-    def expect(self, names: set[str]) -> None:
-        self.expected, self.up, self.was_all_up = names, set(), False
+    async def _until_reshard(
+        self, tasks: list[asyncio.Task], masters: list[Master], known: list[str]
+    ) -> str:
+        """Until a subscription gives up on the map, or the map names other masters: read
+        every `map_check` seconds, and every second while a master is down (to find the
+        replica that took its slots)."""
+        checked = time.monotonic()
+        while True:
+            done, _ = await asyncio.wait(tasks, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                error = task.exception()
+                if isinstance(error, Reshard):
+                    return str(error)
+                raise error or RuntimeError("a shard subscription ended")
+            every = self.map_check if self.up >= set(self.subscriptions) else 1.0
+            if time.monotonic() - checked < every:
+                continue
+            checked = time.monotonic()
+            try:
+                fresh = await read_masters(known, self.timeout)
+            except FAILURES:
+                continue
+            if {m.name for m in fresh} != {m.name for m in masters}:
+                return "the masters changed"
+
+    # -- reports from the subscriptions -----------------------------------------------
 
     def mark_up(self, name: str) -> None:
-        was = self.all_up
         self.up.add(name)
-        if self.all_up and not was:
-            self.was_all_up = True
-            self.on_state(True, f"subscribed on {len(self.expected)} masters")
+        if not self.flowing and self.up >= set(self.subscriptions):
+            self.flowing = self.flowed = True
+            self.on_state(True, f"subscribed on {len(self.up)} masters")
 
-    def mark_down(self, reason: str, name: str | None = None) -> None:
-        if name is None:
-            self.up.clear()
-        else:
-            self.up.discard(name)
+    def mark_down(self, name: str, reason: str) -> None:
+        self.up.discard(name)
+        self.down(reason)
+
+    def down(self, reason: str) -> None:
+        self.flowing = False
         self.on_state(False, reason)
+
+    async def moved(self, slot: int, owner: str) -> None:
+        """A master said MOVED for `slot`: subscribe its channel at the new owner."""
+        self.hops[slot] = self.hops.get(slot, 0) + 1
+        target = self.subscriptions.get(owner)
+        if target is None or self.hops[slot] > 8:
+            raise Reshard(f"slot {slot} moved to {owner}")
+        await target.add(slot)
+
+    def arrived(self, slot: int) -> None:
+        """A moved slot is subscribed at its new owner: its accounts re-read."""
+        self.hops.pop(slot, None)
+        if self.on_gap is not None:
+            self.on_gap(lambda account: account_slot(account) == slot)
+
+
+class _Subscription:
+    """One master's connection, subscribed to the channels of the slots it owns."""
+
+    def __init__(self, hints: ShardHints, master: Master) -> None:
+        self.hints = hints
+        self.master = master
+        self.slots = set(master.slots)
+        self.live: Any = None  # the PubSub, once every slot's channel is confirmed
+        self.adding: set[int] = set()  # slots that moved here, not yet confirmed
+
+    async def run(self) -> None:
+        hints, backoff = self.hints, 0.05
+        while True:
+            raise_if_cancelled()
+            pool = redis.ConnectionPool(
+                connection_class=self.master.connection_class, **self.master.connection_kwargs
+            )
+            client = redis.Redis(connection_pool=pool)
+            pubsub = client.pubsub()
+            try:
+                await self._subscribe_all(pubsub)
+                self.live = pubsub
+                hints.mark_up(self.master.name)
+                backoff = 0.05
+                while True:
+                    try:
+                        await listen(pubsub, self._handle, hints.timeout, hints.ping_every)
+                    except MovedError as moved:
+                        self.slots.discard(moved.slot_id)
+                        await hints.moved(moved.slot_id, f"{moved.host}:{moved.port}")
+            except ResponseError as error:  # MOVED while subscribing: the map was stale
+                raise Reshard(f"subscription refused: {str(error)[:80]}") from error
+            except FAILURES as error:
+                hints.mark_down(self.master.name, f"{self.master.name}: {type(error).__name__}")
+            finally:
+                self.live = None
+                self.adding.clear()  # the next connection subscribes every slot
+                await quietly(pubsub.aclose())
+                await quietly(client.aclose())
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def add(self, slot: int) -> None:
+        """A slot that moved here. Without a connection, the next one subscribes it."""
+        self.slots.add(slot)
+        if self.live is not None:
+            self.adding.add(slot)
+            await self.live.execute_command("SSUBSCRIBE", slot_channel(slot))
+
+    async def _subscribe_all(self, pubsub) -> None:
+        """SSUBSCRIBE takes the channels of one slot only, so the commands go out in one
+        pipelined write (one call per channel takes ~1 s for a third of the slots; this
+        ~0.2 s), then every confirmation is awaited."""
+        pending = set(self.slots)
+        await pubsub.ssubscribe(slot_channel(min(pending)))
+        connection = pubsub.connection
+        rest = sorted(pending - {min(pending)})
+        if rest:
+            await connection.send_packed_command(
+                connection.pack_commands([("SSUBSCRIBE", slot_channel(slot)) for slot in rest])
+            )
+        timeout = self.hints.timeout
+        async with asyncio.timeout(timeout + len(pending) / 10_000):
+            while pending:
+                message = await pubsub.get_message(timeout=timeout)
+                if message is None:
+                    continue
+                if message.get("type") == "ssubscribe":
+                    pending.discard(channel_slot(message["channel"]))
+                else:
+                    await self._handle(message, pubsub)
+
+    async def _handle(self, message: dict, pubsub: Any = None) -> None:
+        kind = message.get("type")
+        if kind == "smessage":
+            hint = parse_hint(message["data"])
+            if hint is not None:
+                self.hints.on_hint(*hint)
+        elif kind == "sunsubscribe":
+            # This master gave the slot away; asked again, it names the new owner (MOVED).
+            await (pubsub or self.live).execute_command("SSUBSCRIBE", message["channel"])
+        elif kind == "ssubscribe":
+            slot = channel_slot(message["channel"])
+            if slot not in self.adding:
+                # Asked where a slot went, this node subscribed us itself: it is now a
+                # replica (a failover), which forwards nothing until it has synced.
+                raise Reshard(f"{self.master.name} gave its slots to a replica")
+            self.adding.discard(slot)
+            self.hints.arrived(slot)
 
 
 async def watch_shard_hints(
     url: str,
     on_hint: OnHint,
     on_state: OnState,
+    on_gap: OnGap | None = None,
     timeout: float = 2.0,
     ping_every: float = 1.0,
+    map_check: float = 10.0,
 ) -> None:
-    """Run until cancelled; `on_state(up, reason)` when all masters' hints start or stop
-    flowing."""
-    board = _Board(on_state)
-    known = [url]
-    backoff = 0.05
-    while True:
-        raise_if_cancelled()
-        try:
-            shards = await read_shards(known, timeout)
-        except (RedisError, OSError, TimeoutError) as error:
-            on_state(False, f"slot map unreadable: {type(error).__name__}")
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
-            continue
-        known = [url, *(node_url(url, shard.name) for shard in shards)]
-        board.expect({shard.name for shard in shards})
-        tasks = [
-            asyncio.create_task(_watch_shard(shard, board, on_hint, timeout, ping_every))
-            for shard in shards
-        ]
-        try:
-            reason = await _until_reshard(tasks, board, shards, known, timeout)
-        finally:
-            await _stop(tasks)
-        board.mark_down(reason)
-        if board.was_all_up:
-            backoff = 0.05  # a slot moved: subscribe again at once
-        else:
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
-
-
-async def _until_reshard(
-    tasks: list[asyncio.Task], board: _Board, shards: list[Shard], known: list[str], timeout: float
-) -> str:
-    """Wait for a shard to see the map change; while a master is down, re-read the map
-    every second to find the replica that took its slots."""
-    while True:
-        done, _ = await asyncio.wait(tasks, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            error = task.exception()
-            if isinstance(error, Reshard):
-                return str(error)
-            raise error or RuntimeError("a shard subscription ended")
-        if not board.all_up:
-            try:
-                fresh = await read_shards(known, timeout)
-            except (RedisError, OSError, TimeoutError):
-                continue
-            if fresh != shards:
-                return "a replica took over"
-
-
-async def _watch_shard(
-    shard: Shard, board: _Board, on_hint: OnHint, timeout: float, ping_every: float
-) -> None:
-    handle = _handler(on_hint)
-    backoff = 0.05
-    while True:
-        raise_if_cancelled()
-        pool = redis.ConnectionPool(
-            connection_class=shard.connection_class, **shard.connection_kwargs
-        )
-        client = redis.Redis(connection_pool=pool)
-        pubsub = client.pubsub()
-        try:
-            await _subscribe(pubsub, shard.channels, handle, timeout)
-            board.mark_up(shard.name)
-            backoff = 0.05
-            await listen(pubsub, handle, timeout, ping_every)
-        except ResponseError as error:  # MOVED: this master no longer owns a slot
-            raise Reshard(f"subscription refused: {str(error)[:60]}") from error
-        except (RedisError, OSError, TimeoutError) as error:
-            board.mark_down(f"{shard.name}: {type(error).__name__}", shard.name)
-        finally:
-            await quietly(pubsub.aclose())
-            await quietly(client.aclose())
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, 2.0)
-
-
-def _handler(on_hint: OnHint) -> Callable[[dict], None]:
-    def handle(message: dict) -> None:
-        kind = message.get("type")
-        if kind == "smessage":
-            hint = parse_hint(message["data"])
-            if hint is not None:
-                on_hint(*hint)
-        elif kind == "sunsubscribe":
-            raise Reshard("a slot moved")
-
-    return handle
-
-
-async def _subscribe(
-    pubsub, channels: tuple[str, ...], handle: Callable[[dict], None], timeout: float
-) -> None:
-    """Subscribe to every channel and wait for each confirmation. SSUBSCRIBE takes the
-    channels of one slot only, so the commands go out in one pipelined write (one call
-    per channel takes ~1 s for a third of the slots; this ~0.2 s)."""
-    first, rest = channels[0], channels[1:]
-    await pubsub.ssubscribe(first)
-    connection = pubsub.connection
-    if rest:
-        await connection.send_packed_command(
-            connection.pack_commands([("SSUBSCRIBE", channel) for channel in rest])
-        )
-    confirmed = 0
-    async with asyncio.timeout(timeout + len(channels) / 10_000):
-        while confirmed < len(channels):
-            message = await pubsub.get_message(timeout=timeout)
-            if message is None:
-                continue
-            if message.get("type") == "ssubscribe":
-                confirmed += 1
-            else:
-                handle(message)
+    """Run until cancelled (see the module's docstring for what is reported when)."""
+    await ShardHints(url, on_hint, on_state, on_gap, timeout, ping_every, map_check).run()
 
 
 async def _stop(tasks: list[asyncio.Task]) -> None:

@@ -38,6 +38,10 @@ def slot_channel(slot: int) -> str:
     return f"relay:{{{_tags()[slot]}}}:wake"
 
 
+def channel_slot(channel: bytes | str) -> int:
+    return key_slot(channel if isinstance(channel, bytes) else channel.encode())
+
+
 def account_slot(account: str) -> int:
     return key_slot(stream_key(account).encode())
 
