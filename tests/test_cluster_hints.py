@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from relay.store.cluster_map import node_url
 from relay.store.keys import stream_key
 from relay.store.redis import RedisStore
 from relay.store.redis_hints import WAKE_CHANNEL
-from relay.store.redis_shard_hints import node_url, watch_shard_hints
+from relay.store.redis_shard_hints import watch_shard_hints
 from relay.store.shard_channels import SLOTS, account_channel, account_slot, slot_channel
 from tests.cluster import LocalCluster, key_slot
 from tests.conftest import redis_cluster_binary
@@ -100,6 +101,12 @@ async def store(cluster_url):
     await store.close()
 
 
+def assert_listening(master, account: str) -> None:
+    channel = account_channel(account)
+    listeners = master.execute_command("PUBSUB", "SHARDNUMSUB", channel)[1]
+    assert listeners >= 1, f"nobody subscribed to {channel} on its master"
+
+
 async def append_one(store: RedisStore, account: str, tag: str) -> int:
     return (await store.append(account, events(1, prefix=tag, account=account)))[0].timestamp
 
@@ -129,13 +136,7 @@ async def test_hints_go_to_each_masters_shard_and_are_not_broadcast(redis_cluste
     async with watching(redis_cluster.url) as hints:
         for owner, accounts in redis_cluster.accounts_on_each_master(per_node=2).items():
             for account in accounts:
-                channel = account_channel(account)
-                listeners = (
-                    redis_cluster.nodes[owner]
-                    .client()
-                    .execute_command("PUBSUB", "SHARDNUMSUB", channel)
-                )
-                assert listeners[1] >= 1, f"nobody subscribed to {channel} on its master"
+                assert_listening(redis_cluster.nodes[owner].client(), account)
                 await hints.wait_for(account, await append_one(store, account, "a"))
     for pubsub in classic:
         assert pubsub.get_message(timeout=0.2) is None, "a hint was broadcast"
@@ -164,9 +165,7 @@ async def test_a_migrated_slot_is_followed_and_only_its_accounts_reread(redis_cl
             assert lost and (account, lost[0]) not in hints.hints
             await hints.wait_for(account, await append_one(store, account, "after-"))
             await hints.wait_for(bystander, await append_one(store, bystander, "b-"))
-            owner = redis_cluster.nodes[target].client()
-            listeners = owner.execute_command("PUBSUB", "SHARDNUMSUB", account_channel(account))
-            assert listeners[1] >= 1
+            assert_listening(redis_cluster.nodes[target].client(), account)
         finally:
             await s2.close()
 
@@ -228,9 +227,7 @@ async def test_a_failover_is_a_gap_and_the_hints_move_to_the_new_master():
             # b's hint arrived, or the waiters were told to re-read after b was stored.
             assert (account, b) in hints.hints or any(up for up, _ in hints.states[states_at_b:])
             await hints.wait_for(account, await append_one(store, account, "c"))
-            owner = cluster.nodes[replica].client()
-            listeners = owner.execute_command("PUBSUB", "SHARDNUMSUB", account_channel(account))
-            assert listeners[1] >= 1
+            assert_listening(cluster.nodes[replica].client(), account)
     finally:
         await store.close()
         cluster.stop()

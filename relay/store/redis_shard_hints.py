@@ -28,14 +28,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import MovedError, RedisError, ResponseError
+from redis.exceptions import MovedError, ResponseError
 
+from relay.store.cluster_map import FAILURES, Master, node_url, read_masters
 from relay.store.redis_hints import (
     OnHint,
     OnState,
@@ -43,62 +41,14 @@ from relay.store.redis_hints import (
     parse_hint,
     quietly,
     raise_if_cancelled,
-    subscriber_options,
 )
 from relay.store.shard_channels import account_slot, channel_slot, slot_channel
 
 OnGap = Callable[[Callable[[str], bool]], None]
-FAILURES = (RedisError, OSError, TimeoutError)
 
 
 class Reshard(Exception):
     """The slot map changed beyond what following one slot can fix."""
-
-
-@dataclass(frozen=True, slots=True)
-class Master:
-    name: str  # host:port, as MOVED names it
-    connection_class: type
-    connection_kwargs: dict[str, Any]
-    slots: frozenset[int]
-
-
-async def read_masters(urls: list[str], timeout: float) -> list[Master]:
-    """The masters and their slots, as the first node that answers sees them."""
-    error: BaseException = RedisError("no node to ask")
-    for url in urls:
-        cluster = RedisCluster.from_url(
-            url, **subscriber_options(timeout), require_full_coverage=False
-        )
-        try:
-            await cluster.nodes_manager.initialize()  # the map only (no COMMAND table)
-            by_master: dict[str, tuple[Any, set[int]]] = {}
-            for slot, nodes in cluster.nodes_manager.slots_cache.items():
-                by_master.setdefault(nodes[0].name, (nodes[0], set()))[1].add(slot)
-            return [
-                Master(
-                    name,
-                    node.connection_class,
-                    {**node.connection_kwargs, **subscriber_options(timeout)},
-                    frozenset(slots),
-                )
-                for name, (node, slots) in sorted(by_master.items())
-            ]
-        except FAILURES as failure:
-            error = failure
-        finally:
-            # cluster.aclose() closes only what cluster.initialize() opened.
-            await quietly(cluster.nodes_manager.aclose())
-            await quietly(cluster.nodes_manager.aclose("startup_nodes"))
-    raise error
-
-
-def node_url(seed: str, name: str) -> str:
-    """The seed URL pointed at another node (same scheme, credentials and options)."""
-    parts = urlsplit(seed)
-    credentials = parts.netloc.rpartition("@")[0]
-    netloc = f"{credentials}@{name}" if credentials else name
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class ShardHints:
