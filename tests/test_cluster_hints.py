@@ -231,3 +231,32 @@ async def test_a_failover_is_a_gap_and_the_hints_move_to_the_new_master():
     finally:
         await store.close()
         cluster.stop()
+
+
+async def test_a_reshard_of_many_slots_never_stops_the_other_slots_hints(redis_cluster, store):
+    """64 slots moved one after another, as `redis-cli --cluster reshard` does: each is
+    followed on its own, the hints never stop, and every moved slot ends up subscribed at
+    its new master."""
+    source, target = 0, 1
+    port = redis_cluster.nodes[source].port
+    owned = [
+        slot
+        for start, end, master, *_ in redis_cluster.slot_map(redis_cluster.nodes[source])
+        if int(master[1]) == port
+        for slot in range(start, end + 1)
+    ]
+    moving, staying = set(owned[:64]), set(owned[64:])
+    mover = next(a for a in (f"mover-{n}" for n in range(10**5)) if account_slot(a) in moving)
+    bystander = next(a for a in (f"stay-{n}" for n in range(10**5)) if account_slot(a) in staying)
+    async with watching(redis_cluster.url) as hints:
+        states_before = len(hints.states)
+        started = time.monotonic()
+        for slot in sorted(moving):
+            await asyncio.to_thread(redis_cluster.migrate_slot, slot, target)
+            await hints.wait_for(bystander, await append_one(store, bystander, f"{slot}-"))
+        await hints.wait(lambda: hints.gap_covers(mover), "the mover's slot to arrive")
+        elapsed = time.monotonic() - started
+        assert hints.states[states_before:] == [], "the hints stopped during the reshard"
+        await hints.wait_for(mover, await append_one(store, mover, "moved-"))
+        assert_listening(redis_cluster.nodes[target].client(), mover)
+        print(f"64 slots moved and followed in {elapsed:.2f}s")
