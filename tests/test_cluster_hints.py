@@ -209,56 +209,54 @@ async def test_a_stopped_master_is_a_gap_while_the_other_masters_hints_flow():
         cluster.stop()
 
 
+@contextlib.asynccontextmanager
+async def replicated(master: int):
+    """A cluster of its own whose `master` has a replica, a store, one of that master's
+    accounts, and a watcher that has heard it: (cluster, store, account, replica, hints)."""
+    cluster = LocalCluster(binary=redis_cluster_binary()).start()
+    store = RedisStore.from_url(cluster.url)
+    try:
+        account = cluster.accounts_on_each_master(per_node=1)[master][0]
+        replica = cluster.add_replica(master)
+        async with watching(cluster.url) as hints:
+            await hints.wait_for(account, await append_one(store, account, "a"))
+            yield cluster, store, account, replica, hints
+    finally:
+        await store.close()
+        cluster.stop()
+
+
 async def test_a_failover_is_a_gap_and_the_hints_move_to_the_new_master():
     """A manual failover: the old master gives its slots away (`sunsubscribe`) but, now a
     replica, accepts the subscription again; hints it would forward are lost until its
     replication link is up, so this is reported as a gap and everything is subscribed
     again on the new map."""
-    cluster = LocalCluster(binary=redis_cluster_binary()).start()
-    store = RedisStore.from_url(cluster.url)
-    try:
-        account = cluster.accounts_on_each_master(per_node=1)[0][0]
-        replica = cluster.add_replica(0)
-        async with watching(cluster.url) as hints:
-            await hints.wait_for(account, await append_one(store, account, "a"))
-            states_before = len(hints.states)
-            await asyncio.to_thread(cluster.failover, replica)
-            b = await append_one(store, account, "b")
-            states_at_b = len(hints.states)
-            await hints.wait_gap(states_before)
-            # b's hint arrived, or the waiters were told to re-read after b was stored.
-            assert (account, b) in hints.hints or any(up for up, _ in hints.states[states_at_b:])
-            await hints.wait_for(account, await append_one(store, account, "c"))
-            assert_listening(cluster.nodes[replica].client(), account)
-    finally:
-        await store.close()
-        cluster.stop()
+    async with replicated(master=0) as (cluster, store, account, replica, hints):
+        states_before = len(hints.states)
+        await asyncio.to_thread(cluster.failover, replica)
+        b = await append_one(store, account, "b")
+        states_at_b = len(hints.states)
+        await hints.wait_gap(states_before)
+        # b's hint arrived, or the waiters were told to re-read after b was stored.
+        assert (account, b) in hints.hints or any(up for up, _ in hints.states[states_at_b:])
+        await hints.wait_for(account, await append_one(store, account, "c"))
+        assert_listening(cluster.nodes[replica].client(), account)
 
 
 async def test_a_killed_master_whose_replica_takes_over_is_followed():
     """An automatic failover: the master is SIGKILLed, the cluster promotes its replica
     (after cluster-node-timeout), and the hints come from the new master."""
-    cluster = LocalCluster(binary=redis_cluster_binary()).start()
-    store = RedisStore.from_url(cluster.url)
-    try:
-        account = cluster.accounts_on_each_master(per_node=1)[1][0]
-        replica = cluster.add_replica(1)
-        async with watching(cluster.url) as hints:
-            await hints.wait_for(account, await append_one(store, account, "a"))
-            cluster.nodes[1].stop()
-            await hints.wait_down(timeout=10)
-            promoted = cluster.nodes[replica].client()
-            deadline = time.monotonic() + 30
-            while promoted.info("replication")["role"] != "master":
-                assert time.monotonic() < deadline, "the replica was not promoted"
-                await asyncio.sleep(0.1)
-            await hints.wait_up()
-            cursor = await _append_until_stored(store, account)
-            await hints.wait_for(account, cursor)
-            assert_listening(promoted, account)
-    finally:
-        await store.close()
-        cluster.stop()
+    async with replicated(master=1) as (cluster, store, account, replica, hints):
+        cluster.nodes[1].stop()
+        await hints.wait_down(timeout=10)
+        promoted = cluster.nodes[replica].client()
+        deadline = time.monotonic() + 30
+        while promoted.info("replication")["role"] != "master":
+            assert time.monotonic() < deadline, "the replica was not promoted"
+            await asyncio.sleep(0.1)
+        await hints.wait_up()
+        await hints.wait_for(account, await _append_until_stored(store, account))
+        assert_listening(promoted, account)
 
 
 async def _append_until_stored(store: RedisStore, account: str) -> int:
