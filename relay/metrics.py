@@ -102,6 +102,11 @@ class Metrics:
             "Times the wake-up subscription was lost and re-established",
             registry=r,
         )
+        self.pubsub_slot_moves = Counter(
+            "relay_pubsub_slot_moves_total",
+            "Cluster slots whose wake-up channel was followed to a new master",
+            registry=r,
+        )
         self.limit_refusals = Counter(
             "relay_limit_refusals_total", "Requests refused by a limit", ["limit"], registry=r
         )

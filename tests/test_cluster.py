@@ -352,6 +352,9 @@ async def test_cross_replica_wakeups_on_the_cluster_while_the_slot_migrates(
         assert migrator.migrations >= 1
         for client in [*sources, *pollers]:
             assert [u["id"] for u in client.updates] == order
+        # B followed the account's slot to each new master rather than losing its hints.
+        moves = [m for m in metrics.splitlines() if m.startswith("relay_pubsub_slot_moves")]
+        assert float(moves[0].split()[-1]) >= 1
         woken = [line for line in metrics.splitlines() if line.startswith("relay_wakeups_total")]
         assert sum(float(line.split()[-1]) for line in woken) > 0
     finally:

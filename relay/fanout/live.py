@@ -97,6 +97,7 @@ class Live:
 
     def on_hints_gap(self, is_affected: Callable[[str], bool]) -> None:
         """Some accounts' hints may have been missed (their cluster slot moved)."""
+        self.metrics.pubsub_slot_moves.inc()
         self.hub.forget(is_affected)
 
     async def watch(self) -> None:
