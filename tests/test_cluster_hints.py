@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import signal
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 
 import pytest
@@ -22,7 +23,13 @@ from relay.store.redis_shard_hints import watch_shard_hints
 from relay.store.shard_channels import SLOTS, account_channel, account_slot, slot_channel
 from tests.cluster import LocalCluster, key_slot
 from tests.conftest import redis_cluster_binary
-from tests.servers import redis_server_candidates, redis_server_version
+from tests.servers import (
+    RelayProcess,
+    redis_server_candidates,
+    redis_server_version,
+    wait_until,
+)
+from tests.test_exactly_once import relay_env
 from tests.test_store_contract import events
 
 
@@ -322,3 +329,31 @@ async def test_a_redis_6_cluster_without_sharded_pubsub_keeps_the_classic_broadc
     finally:
         await store.close()
         cluster.stop()
+
+
+def test_relay_serve_on_the_cluster_subscribes_per_master_and_exits_promptly(
+    redis_cluster, cluster_url
+):
+    """`relay serve` holds one subscription per master, reports it in relay_pubsub_up, and
+    a SIGTERM ends it (subscriptions included) well within its shutdown timeout."""
+    relay = RelayProcess(relay_env(cluster_url)).start()
+    process = relay.process
+    try:
+
+        def hints_up() -> bool:
+            with urllib.request.urlopen(f"{relay.url}/metrics", timeout=5) as response:
+                return "relay_pubsub_up 1.0" in response.read().decode()
+
+        wait_until(hints_up, timeout=20, what="relay's hints to flow")
+        for node in redis_cluster.nodes:
+            clients = node.client().client_list()
+            assert any(c["cmd"] in ("ssubscribe", "ping") and c["flags"] == "P" for c in clients)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+        exit_seconds = time.monotonic() - started
+    finally:
+        relay.stop()
+    assert exit_seconds < 5
+    assert "Traceback" not in relay.log()
+    print(f"relay serve on the cluster exited {exit_seconds:.2f}s after SIGTERM")
