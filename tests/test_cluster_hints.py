@@ -11,15 +11,16 @@ import signal
 import time
 import urllib.request
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 
 import pytest
 
 from relay.errors import StoreUnavailable
-from relay.store.cluster_map import node_url
+from relay.store.cluster_map import Master, node_url
 from relay.store.keys import stream_key
 from relay.store.redis import RedisStore
 from relay.store.redis_hints import WAKE_CHANNEL
-from relay.store.redis_shard_hints import watch_shard_hints
+from relay.store.redis_shard_hints import ShardHints, watch_shard_hints
 from relay.store.shard_channels import SLOTS, account_channel, account_slot, slot_channel
 from tests.cluster import LocalCluster, key_slot
 from tests.conftest import redis_cluster_binary
@@ -357,3 +358,17 @@ def test_relay_serve_on_the_cluster_subscribes_per_master_and_exits_promptly(
     assert exit_seconds < 5
     assert "Traceback" not in relay.log()
     print(f"relay serve on the cluster exited {exit_seconds:.2f}s after SIGTERM")
+
+
+def test_the_map_check_names_slots_that_moved_unnoticed_but_not_moves_in_flight():
+    hints = ShardHints("redis://seed:7000", print, print, None, 1.0, 1.0, 10.0)
+    hints.subscriptions = {
+        "a:1": SimpleNamespace(slots={0, 1, 2}),
+        "b:2": SimpleNamespace(slots={3, 4}),
+    }
+    hints.hops = {2: 1}  # slot 2 is on its way to b: its MOVED has been followed
+    fresh = [
+        Master("a:1", object, {}, frozenset({0})),
+        Master("b:2", object, {}, frozenset({1, 2, 3, 4})),
+    ]
+    assert hints._misplaced(fresh) == {1}

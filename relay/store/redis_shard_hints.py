@@ -106,10 +106,11 @@ class ShardHints:
     async def _until_reshard(
         self, tasks: list[asyncio.Task], masters: list[Master], known: list[str]
     ) -> str:
-        """Until a subscription gives up on the map, or the map names other masters: read
+        """Until a subscription gives up on the map, or the map disagrees with ours: read
         every `map_check` seconds, and every second while a master is down (to find the
         replica that took its slots)."""
         checked = time.monotonic()
+        suspects: set[int] = set()
         while True:
             done, _ = await asyncio.wait(tasks, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -127,11 +128,28 @@ class ShardHints:
                 continue
             if {m.name for m in fresh} != {m.name for m in masters}:
                 return "the masters changed"
+            # A slot that moved without our noticing; twice in a row, so that a move whose
+            # `sunsubscribe` is still on its way is not taken for one.
+            misplaced = self._misplaced(fresh)
+            if misplaced & suspects:
+                return f"{len(misplaced & suspects)} slots moved unnoticed"
+            suspects = misplaced
+
+    def _misplaced(self, fresh: list[Master]) -> set[int]:
+        ours = {slot: name for name, sub in self.subscriptions.items() for slot in sub.slots}
+        return {
+            slot
+            for master in fresh
+            for slot in master.slots
+            if ours.get(slot) != master.name and slot not in self.hops
+        }
 
     # -- reports from the subscriptions -----------------------------------------------
 
     def mark_up(self, name: str) -> None:
         self.up.add(name)
+        for slot in self.subscriptions[name].slots:  # moved here, subscribed on connecting
+            self.hops.pop(slot, None)
         if not self.flowing and self.up >= set(self.subscriptions):
             self.flowing = self.flowed = True
             self.on_state(True, f"subscribed on {len(self.up)} masters")
