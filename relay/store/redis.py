@@ -213,15 +213,11 @@ class RedisStore:
         return self.client
 
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
-        # The script itself publishes the wake-up hint once the append has committed.
-        await self.connected_client()
-        if self._url is None:
-            wake = ("", "")
-        elif self.sharded_hints:
-            wake = ("SPUBLISH", account_channel(account))
-        else:
-            wake = ("PUBLISH", WAKE_CHANNEL)
-        args: list[Any] = [*self._limits, account, *wake]
+        # The script itself publishes the wake-up hint once the append has committed; how
+        # depends on the server, known once connected.
+        if not self._ready:
+            await self.connected_client()
+        args: list[Any] = [*self._limits, account, *self._wake_args(account)]
         for event in events:
             args += (event.id, event.encode())
         keys = [stream_key(account), clock_key(account), meta_key(account), ids_key(account)]
@@ -230,6 +226,13 @@ class RedisStore:
             Appended(event.id, int(reply[2 * i]), duplicate=reply[2 * i + 1] == b"1")
             for i, event in enumerate(events)
         ]
+
+    def _wake_args(self, account: str) -> tuple[str, str]:
+        if self._url is None:
+            return "", ""
+        if self.sharded_hints:
+            return "SPUBLISH", account_channel(account)
+        return "PUBLISH", WAKE_CHANNEL
 
     async def read(self, account: str, since: Cursor | None, limit: int) -> Page:
         keys = [stream_key(account), clock_key(account), meta_key(account)]
@@ -250,7 +253,8 @@ class RedisStore:
             raise StoreUnavailable(f"redis did not answer within {budget:g}s") from error
 
     async def _call_now(self, script: str, keys: list[str], args: list[Any]) -> Any:
-        await self.connected_client()
+        if not self._ready:
+            await self.connected_client()
         deadline = time.monotonic() + 2 * self.timeout
         pause = 0.01
         while True:
