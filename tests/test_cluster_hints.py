@@ -20,7 +20,12 @@ from relay.store.cluster_map import Master, node_url
 from relay.store.keys import stream_key
 from relay.store.redis import RedisStore
 from relay.store.redis_hints import WAKE_CHANNEL
-from relay.store.redis_shard_hints import ShardHints, watch_shard_hints
+from relay.store.redis_shard_hints import (
+    Reshard,
+    ShardHints,
+    _Subscription,
+    watch_shard_hints,
+)
 from relay.store.shard_channels import SLOTS, account_channel, account_slot, slot_channel
 from tests.cluster import LocalCluster, key_slot
 from tests.conftest import in_ci, redis_cluster_binary
@@ -374,3 +379,18 @@ def test_the_map_check_names_slots_that_moved_unnoticed_but_not_moves_in_flight(
         Master("b:2", object, {}, frozenset({1, 2, 3, 4})),
     ]
     assert hints._misplaced(fresh) == {1}
+
+
+async def test_a_master_that_gives_away_its_last_slot_ends_in_a_new_map():
+    followed: list[tuple[int, str]] = []
+
+    class Coordinator:
+        async def moved(self, slot: int, owner: str) -> None:
+            followed.append((slot, owner))
+
+    master = Master("a:1", object, {}, frozenset({7, 8}))
+    subscription = _Subscription(Coordinator(), master)
+    await subscription.gave_away(7, "b:2")
+    with pytest.raises(Reshard, match="last slot"):
+        await subscription.gave_away(8, "b:2")
+    assert followed == [(7, "b:2"), (8, "b:2")] and subscription.slots == set()

@@ -205,8 +205,7 @@ class _Subscription:
                     try:
                         await listen(pubsub, self._handle, hints.timeout, hints.ping_every)
                     except MovedError as moved:
-                        self.slots.discard(moved.slot_id)
-                        await hints.moved(moved.slot_id, f"{moved.host}:{moved.port}")
+                        await self.gave_away(moved.slot_id, f"{moved.host}:{moved.port}")
             except ResponseError as error:  # MOVED while subscribing: the map was stale
                 raise Reshard(f"subscription refused: {str(error)[:80]}") from error
             except FAILURES as error:
@@ -218,6 +217,15 @@ class _Subscription:
                 await quietly(client.aclose())
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+
+    async def gave_away(self, slot: int, owner: str) -> None:
+        """This master said MOVED: the slot is `owner`'s now."""
+        self.slots.discard(slot)
+        await self.hints.moved(slot, owner)
+        if not self.slots:
+            # A master drained of every slot has nothing to subscribe to (and a pub/sub
+            # connection without a subscription cannot be pinged): start from a new map.
+            raise Reshard(f"{self.master.name} gave away its last slot")
 
     async def add(self, slot: int) -> None:
         """A slot that moved here. Without a connection, the next one subscribes it."""
