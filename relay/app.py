@@ -15,6 +15,7 @@ from relay.appkeys import (
     LIVE,
     METRICS,
     POLL_LIMITER,
+    REJECT_LIMITER,
     SETTINGS,
     STORE,
     VERIFIER,
@@ -69,6 +70,9 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[VERIFIER] = TokenVerifier(settings)
     app[POLL_LIMITER] = RateLimiter("poll", settings.poll_rate, settings.poll_burst)
     app[WEBHOOK_LIMITER] = RateLimiter("webhook", settings.webhook_rate, settings.webhook_burst)
+    app[REJECT_LIMITER] = RateLimiter(
+        "failed verification", settings.webhook_reject_rate, settings.webhook_reject_burst
+    )
     store = store or build_store(settings)
     observed = ObservedStore(store, app[METRICS])
     app[STORE] = observed

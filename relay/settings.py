@@ -83,6 +83,11 @@ class Settings:
     poll_burst: float = 60.0
     webhook_rate: float = 500.0
     webhook_burst: float = 1000.0
+    # Failed webhook verifications, per client address: forgeries get their own budget
+    # and never spend a source's.
+    webhook_reject_rate: float = 5.0
+    webhook_reject_burst: float = 50.0
+    trusted_proxy_hops: int = 0  # X-Forwarded-For entries to believe (0: the peer only)
     poll_limit_default: int = 100
     poll_limit_max: int = 1000
     retention: Retention = field(default_factory=Retention)
@@ -167,6 +172,9 @@ class Settings:
             poll_burst=reader.number("RELAY_POLL_BURST", 60.0),
             webhook_rate=reader.number("RELAY_WEBHOOK_RATE", 500.0),
             webhook_burst=reader.number("RELAY_WEBHOOK_BURST", 1000.0),
+            webhook_reject_rate=reader.number("RELAY_WEBHOOK_REJECT_RATE", 5.0),
+            webhook_reject_burst=reader.number("RELAY_WEBHOOK_REJECT_BURST", 50.0),
+            trusted_proxy_hops=reader.integer("RELAY_TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=16),
             poll_limit_default=reader.integer("RELAY_POLL_LIMIT_DEFAULT", 100, minimum=1),
             poll_limit_max=reader.integer("RELAY_POLL_LIMIT_MAX", 1000, minimum=1),
             retention=retention,

@@ -159,19 +159,33 @@ async def test_poll_rate_limit_answers_429_with_retry_after(client_for):
 
 
 async def test_webhook_rate_limit_per_source(client_for):
+    from relay.ingest.providers import standard_webhooks
     from relay.settings import Source
 
-    source = Source(
-        "s1",
-        "standard_webhooks",
-        "acme",
-        {"secret": "whsec_cmVsYXktdGVzdC1zZWNyZXQtbm90LWZvci1wcm9kISE="},
-    )
+    secret = "whsec_cmVsYXktdGVzdC1zZWNyZXQtbm90LWZvci1wcm9kISE="
+    source = Source("s1", "standard_webhooks", "acme", {"secret": secret})
     client = await client_for(
         settings_for("memory", webhook_rate=1.0, webhook_burst=2.0, sources={"s1": source})
     )
-    statuses = [(await client.post("/webhooks/s1", data=b"{}")).status for _ in range(3)]
-    assert statuses == [401, 401, 429]  # unsigned, but the limit is taken first
+
+    def signed(n: int) -> dict[str, str]:
+        stamp = str(int(time.time()))
+        key = standard_webhooks.secret_keys(secret)[0]
+        signature = standard_webhooks.sign(key, f"msg_{n}", stamp, b"{}")
+        return {
+            "webhook-id": f"msg_{n}",
+            "webhook-timestamp": stamp,
+            "webhook-signature": f"v1,{signature}",
+        }
+
+    # Unsigned requests are refused without spending the source's budget...
+    unsigned = [(await client.post("/webhooks/s1", data=b"{}")).status for _ in range(3)]
+    assert unsigned == [401, 401, 401]
+    # ...which authentic deliveries spend, and then find empty.
+    statuses = [
+        (await client.post("/webhooks/s1", data=b"{}", headers=signed(n))).status for n in range(3)
+    ]
+    assert statuses == [200, 200, 429]
 
 
 async def test_publish_body_limit_is_per_route(client_for):

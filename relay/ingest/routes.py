@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from relay.appkeys import DEAD_LETTERS, METRICS, SETTINGS, STORE, WEBHOOK_LIMITER
+from relay.appkeys import DEAD_LETTERS, METRICS, REJECT_LIMITER, SETTINGS, STORE, WEBHOOK_LIMITER
 from relay.auth import check_api_key
+from relay.client_address import client_address
 from relay.cursor import format_cursor
 from relay.errors import Forbidden, RelayError
 from relay.http import json_response, read_body
 from relay.ingest import dead_letter_routes, webhooks
 from relay.ingest.providers.base import Ack, Delivery, Rejected
 from relay.ingest.publish import append_grouped, parse_publish
-from relay.ingest.webhooks import ingest, source_of
+from relay.ingest.webhooks import ingest_verified, source_of
 from relay.metrics import event_type_label
 from relay.settings import Source
 
@@ -87,25 +89,43 @@ def render(ack: Ack) -> web.Response:
 
 
 async def webhook_handler(request: web.Request) -> web.Response:
+    """Verify first, then spend the source's rate budget: a forgery never spends it, so
+    a flood of them cannot crowd out the provider. Failed verifications spend a budget
+    of their own, per client address, and an address that has used it up is refused
+    before its body is even read."""
     app = request.app
-    source, provider = source_of(app[SETTINGS], request.match_info["source"])
+    settings = app[SETTINGS]
+    source, provider = source_of(settings, request.match_info["source"])
+    metrics = app[METRICS]
+    address = client_address(request, settings.trusted_proxy_hops)
+    rejects = app[REJECT_LIMITER]
+    try:
+        rejects.check(address)
+    except RelayError:
+        metrics.limit_refusals.labels("webhook_rejects").inc()
+        raise
+    delivery = await delivery_of(request, source)
+    counted = metrics.webhooks
+    try:
+        provider.verify(delivery, source)
+    except Rejected:
+        counted.labels(source.name, source.provider, "rejected").inc()
+        # This one is answered 401 regardless; once the budget is spent, the next is 429.
+        with contextlib.suppress(RelayError):
+            rejects.take(address)
+        raise
     try:
         app[WEBHOOK_LIMITER].take(source.name)
     except RelayError:
-        app[METRICS].limit_refusals.labels("webhook_rate").inc()
+        metrics.limit_refusals.labels("webhook_rate").inc()
         raise
-    delivery = await delivery_of(request, source)
-    counted = app[METRICS].webhooks
     try:
-        result = await ingest(app[STORE], app[DEAD_LETTERS], source, provider, delivery)
-    except Rejected:
-        counted.labels(source.name, source.provider, "rejected").inc()
-        raise
+        result = await ingest_verified(app[STORE], app[DEAD_LETTERS], source, provider, delivery)
     except RelayError:
         counted.labels(source.name, source.provider, "error").inc()
         raise
     counted.labels(source.name, source.provider, result.outcome).inc()
-    appended_types = app[METRICS].events_appended
+    appended_types = metrics.events_appended
     for event, outcome in zip(result.events, result.appended, strict=True):
         if not outcome.duplicate:
             appended_types.labels(event_type_label(event.type)).inc()

@@ -74,6 +74,17 @@ async def ingest(
     delivery: Delivery,
 ) -> Ingested:
     provider.verify(delivery, source)
+    return await ingest_verified(store, dead_letters, source, provider, delivery)
+
+
+async def ingest_verified(
+    store: Store,
+    dead_letters: DeadLetters,
+    source: Source,
+    provider: Provider,
+    delivery: Delivery,
+) -> Ingested:
+    """Normalize and store a delivery `provider.verify` has accepted."""
     try:
         events = normalize_events(provider, delivery, source)
     except Unprocessable as error:
