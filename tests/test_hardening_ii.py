@@ -133,3 +133,26 @@ def test_client_address_believes_only_trusted_hops(hops, forwarded, expected):
     request = make_mocked_request("POST", "/webhooks/x", headers=headers)
     request._transport_peername = ("127.0.0.1", 5555)
     assert client_address(request, hops) == expected
+
+
+def nested(depth: int) -> object:
+    value: object = "bottom"
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
+async def test_a_publish_with_one_bad_event_stores_none(make_settings, client_for):
+    from tests.conftest import API, auth
+
+    client = await client_for(make_settings())
+    events = [
+        {"account": "acme", "type": "t", "id": "first"},
+        {"account": "acme", "type": "t", "id": "deep", "data": nested(300)},
+    ]
+    response = await client.post("/api/publish", json=events, headers=API)
+    body = await response.json()
+    assert response.status == 400, body
+    assert body["error"] == "bad_event" and "event 1" in body["detail"]
+    page = await (await client.get("/api/chats/check-updates/", headers=auth())).json()
+    assert page["updates"] == []  # the first event was not stored either

@@ -21,6 +21,8 @@ _FIELDS = frozenset({"account", "type", "id", "chat_id", "audience", "data"})
 
 
 def parse_publish(body: bytes) -> list[Event]:
+    """Every event of the body, validated and encodable, or a 400 naming the first that
+    is not: a publish is stored whole or not at all."""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -60,7 +62,7 @@ def _event(item: Any, index: int) -> Event:
         if not isinstance(audience, list) or not all(isinstance(a, str | int) for a in audience):
             raise BadRequest(f"{where}: audience must be a list of user ids", code="bad_event")
         audience = tuple(str(a) for a in audience)
-    return Event(
+    event = Event(
         id=str(event_id),
         type=event_type,
         account=account,
@@ -68,6 +70,16 @@ def _event(item: Any, index: int) -> Event:
         audience=audience,
         body={"data": item.get("data")},
     )
+    try:
+        # What the store will do, done for every event before any is stored: an event
+        # that cannot be encoded fails the whole publish, and nothing of it is kept.
+        event.encode()
+    except orjson.JSONEncodeError as error:
+        raise BadRequest(
+            f"{where}: data cannot be stored (nested more than 255 levels deep?): {error}",
+            code="bad_event",
+        ) from None
+    return event
 
 
 async def append_grouped(store: Store, events: list[Event]) -> list[Appended]:
