@@ -5,10 +5,11 @@ server-to-server API keys of the publish and admin routes.
 from __future__ import annotations
 
 import hmac
+import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import jwt
 
@@ -24,6 +25,9 @@ class Viewer:
     user: str
     account: str
     chats: frozenset[str] | None = None
+    # Unix seconds after which the token is refused (exp + leeway): a stream opened with
+    # it ends then, as a poll with it would be refused.
+    expires_at: float = field(default=math.inf, compare=False)
 
     def may_see(self, chat_id: str | None, audience: list[str] | None) -> bool:
         if self.chats is not None and chat_id not in self.chats:
@@ -63,12 +67,13 @@ class TokenVerifier:
                 return viewer
             del self._accepted[token]
         claims = self._decode(token)
-        viewer = _viewer(claims)
+        # PyJWT accepts a token until exp + leeway; so do the memory of it and its streams.
+        expires = float(claims["exp"]) + self.leeway
+        viewer = replace(_viewer(claims), expires_at=expires)
         if len(self._accepted) >= self.remember:
             # Bounded: forget everything rather than track recency on the hot path.
             self._accepted.clear()
-        # PyJWT accepts a token until exp + leeway; so does the memory of it.
-        self._accepted[token] = (viewer, float(claims["exp"]) + self.leeway)
+        self._accepted[token] = (viewer, expires)
         return viewer
 
     def _decode(self, token: str) -> dict:

@@ -4,6 +4,7 @@ real relay over real sockets, and what must hold once it is fixed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from urllib.parse import urlencode
 
@@ -156,3 +157,38 @@ async def test_a_publish_with_one_bad_event_stores_none(make_settings, client_fo
     assert body["error"] == "bad_event" and "event 1" in body["detail"]
     page = await (await client.get("/api/chats/check-updates/", headers=auth())).json()
     assert page["updates"] == []  # the first event was not stored either
+
+
+async def test_an_sse_stream_ends_when_its_token_expires(client_for):
+    from tests.conftest import API, settings_for, token
+
+    client = await client_for(settings_for("memory", jwt_leeway=0.5))
+    short = token(ttl=2)
+    started = time.monotonic()
+    response = await client.get("/api/chats/realtime-updates/", params={"token": short})
+    assert response.status == 200
+    frames: list[str] = []
+
+    async def publisher() -> None:
+        for n in range(12):
+            event = {"account": "acme", "type": "t", "id": f"e{n}"}
+            await client.post("/api/publish", json=event, headers=API)
+            await asyncio.sleep(0.5)
+
+    publishing = asyncio.ensure_future(publisher())
+    try:
+        async with asyncio.timeout(8):
+            async for line in response.content:
+                frames.append(line.decode().strip())
+    except TimeoutError:
+        pass
+    finally:
+        publishing.cancel()
+    ended = time.monotonic() - started
+    delivered = [f for f in frames if f.startswith("data: {")]
+    print(f"stream lasted {ended:.1f}s, {len(delivered)} events delivered")
+    assert "event: token_expired" in frames
+    assert ended < 4.5  # exp (2 s, rounded down to the second) + 0.5 s leeway + slack
+    expired = frames.index("event: token_expired")
+    assert frames[expired + 1].startswith("data: ")
+    assert json.loads(frames[expired + 1][6:])["error"] == "token_expired"

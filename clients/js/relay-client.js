@@ -260,6 +260,12 @@ class Connection {
         if (typeof info.timestamp === "string") resetCursor = info.timestamp;
         this.callback("onReset", info);
       });
+      source.addEventListener("token_expired", () => {
+        // relay ends a stream when its token expires (a refresh timer that did not fire:
+        // a sleeping laptop, a throttled tab). Treated as a 401: getToken, then resume
+        // from the last event's id at once.
+        finish({ auth: true, error: relayError("token_expired", { detail: "token expired" }) });
+      });
       source.onerror = () => {
         // Close it: the browser's own reconnect has a fixed delay (no backoff, no jitter),
         // which is how reconnect storms start. We reconnect ourselves with last_check.

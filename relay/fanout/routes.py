@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator
+
 import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
@@ -100,7 +105,11 @@ async def realtime_updates_handler(request: web.Request) -> web.StreamResponse:
         try:
             async with response:
                 await response.write(b"retry: %d\r\n\r\n" % settings.retry_ms)
-                async for batch in live.stream(viewer, since, limit):
+                async for batch in until_expired(live.stream(viewer, since, limit), viewer):
+                    if batch is None:
+                        await response.send(TOKEN_EXPIRED, event="token_expired")
+                        log.info("sse.ended", reason="token_expired")
+                        break
                     if resuming:
                         metrics.resumes.labels("reset" if batch.page.reset else "continued").inc()
                         resuming = False
@@ -113,6 +122,39 @@ async def realtime_updates_handler(request: web.Request) -> web.StreamResponse:
         finally:
             metrics.sse_streams.dec()
     return response
+
+
+TOKEN_EXPIRED = orjson.dumps(
+    {"error": "token_expired", "detail": "the token has expired: reconnect with a new one"}
+).decode()
+
+
+async def until_expired(
+    batches: AsyncIterator[Batch], viewer: Viewer
+) -> AsyncIterator[Batch | None]:
+    """The stream's batches until the viewer's token expires, then None once.
+
+    Only the wait for the next batch is bounded, never a write: a frame is sent whole or
+    not at all, so the browser's Last-Event-ID is exact and a reconnect loses nothing
+    (a batch read but not yet sent when the token expires is read again)."""
+    iterator = aiter(batches)
+    try:
+        while True:
+            remaining = viewer.expires_at - time.time()
+            if remaining <= 0:
+                yield None
+                return
+            try:
+                async with asyncio.timeout(None if math.isinf(remaining) else remaining):
+                    batch = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                yield None
+                return
+            yield batch
+    finally:
+        await iterator.aclose()
 
 
 async def write_batch(response: EventSourceResponse, batch: Batch) -> None:

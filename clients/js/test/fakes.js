@@ -132,6 +132,17 @@ export class FakeRelay {
     this.up = true;
   }
 
+  /** Like relay at a token's exp + leeway: `event: token_expired`, then the stream ends. */
+  expireStreams(token) {
+    this.validTokens.delete(token);
+    for (const source of this.openSources) {
+      if (source.params.get("token") !== token) continue;
+      for (const fn of source.listeners.token_expired ?? []) fn({ data: '{"error":"token_expired"}' });
+      source.readyState = 2;
+      source.onerror?.({});
+    }
+  }
+
   page(since) {
     if (since === null) return { timestamp: cursorText(this.clock), updates: [], reset: false };
     const updates = this.events.filter((e) => parseCursor(e.timestamp) > since);

@@ -316,6 +316,35 @@ test("the token is refreshed before exp and the SSE stream reconnects with it, n
   client.stop();
 });
 
+test("a stream ended by token_expired gets a new token and resumes where it was", async () => {
+  const relay = new FakeRelay({ tokens: ["old", "new"] });
+  let calls = 0;
+  const { client, clock, seen } = start(relay, {
+    token: "old",
+    getToken: async () => {
+      calls += 1;
+      return "new";
+    },
+  });
+  await clock.advance(0);
+  relay.publish("a", "b");
+  await flush();
+  relay.expireStreams("old");
+  relay.publish("c"); // while no stream is open
+  await flush();
+  await clock.advance(0);
+  assert.equal(calls, 1);
+  const last = relay.sources.at(-1);
+  assert.equal(last.params.get("token"), "new");
+  assert.equal(last.params.get("last_check"), relay.events[1].timestamp, "resumes after b");
+  relay.publish("d");
+  await flush();
+  assert.deepEqual(seen.updates, ["a", "b", "c", "d"]);
+  assert.deepEqual(seen.errors, [], "an expected expiry is not an error");
+  assert.deepEqual(seen.statuses, ["connecting/sse", "live/sse"]);
+  client.stop();
+});
+
 test("long-polls carry a refreshed token from their next request on", async () => {
   const iat = Math.floor(Date.UTC(2026, 0, 1) / 1000);
   const first = fakeJwt({ sub: "u", account: "acme", iat, exp: iat + 120 });
