@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from relay import demo
 from relay.appkeys import (
+    BODY_BUDGET,
     DEAD_LETTERS,
     LIVE,
     METRICS,
@@ -22,6 +23,7 @@ from relay.appkeys import (
     WEBHOOK_LIMITER,
 )
 from relay.auth import TokenVerifier
+from relay.body_budget import BodyBudget
 from relay.errors import StoreUnavailable
 from relay.fanout import routes as fanout_routes
 from relay.fanout.live import Live
@@ -70,6 +72,10 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[VERIFIER] = TokenVerifier(settings)
     app[POLL_LIMITER] = RateLimiter("poll", settings.poll_rate, settings.poll_burst)
     app[WEBHOOK_LIMITER] = RateLimiter("webhook", settings.webhook_rate, settings.webhook_burst)
+    app[BODY_BUDGET] = BodyBudget(
+        settings.max_body_bytes_in_flight, settings.max_body_bytes_in_flight_per_address
+    )
+    app[METRICS].body_bytes_in_flight.set_function(lambda: app[BODY_BUDGET].in_flight)
     app[REJECT_LIMITER] = RateLimiter(
         "failed verification", settings.webhook_reject_rate, settings.webhook_reject_burst
     )

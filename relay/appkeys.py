@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from relay.auth import TokenVerifier
+from relay.body_budget import BodyBudget
 from relay.fanout.live import Live
 from relay.metrics import Metrics
 from relay.ratelimit import RateLimiter
@@ -20,4 +21,5 @@ LIVE = web.AppKey("live", Live)
 POLL_LIMITER = web.AppKey("poll_limiter", RateLimiter)
 WEBHOOK_LIMITER = web.AppKey("webhook_limiter", RateLimiter)
 REJECT_LIMITER = web.AppKey("reject_limiter", RateLimiter)
+BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
 DEAD_LETTERS = web.AppKey("dead_letters", DeadLetters)

@@ -68,6 +68,11 @@ class BodyTooLarge(RelayError):
     code = "body_too_large"
 
 
+class IncompleteBody(RelayError):
+    status = 400
+    code = "incomplete_body"
+
+
 class RequestTimeout(RelayError):
     status = 408
     code = "request_timeout"

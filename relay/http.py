@@ -16,7 +16,8 @@ import orjson
 from aiohttp import web
 
 from relay.appkeys import METRICS
-from relay.errors import BodyTooLarge, RelayError, RequestTimeout
+from relay.body_budget import AddressOverBudget, ProcessOverBudget, Reservation
+from relay.errors import BodyTooLarge, IncompleteBody, RelayError, RequestTimeout
 from relay.logs import get_logger
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -48,26 +49,44 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
 
 
-async def read_body(request: web.Request, max_bytes: int, timeout: float) -> bytes:
+async def read_body(
+    request: web.Request, max_bytes: int, timeout: float, held: Reservation | None = None
+) -> bytes:
     """The whole body, refused early past `max_bytes` and given up on after `timeout`
-    seconds, so a slow or oversized sender cannot hold a handler."""
+    seconds, so a slow or oversized sender cannot hold a handler. With `held`, the bytes
+    are reserved in the process's body budget before they are read (the declared length
+    at once, else chunk by chunk); the caller releases the reservation."""
     refusals = request.app[METRICS].limit_refusals
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         refusals.labels("body_size").inc()
         raise BodyTooLarge(f"the body is larger than {max_bytes} bytes")
-    chunks, size = [], 0
     try:
+        if held is not None and declared:
+            held.grow(declared)
+        chunks, size = [], 0
         async with asyncio.timeout(timeout):
             async for chunk in request.content.iter_chunked(64 * 1024):
                 size += len(chunk)
                 if size > max_bytes:
                     refusals.labels("body_size").inc()
                     raise BodyTooLarge(f"the body is larger than {max_bytes} bytes")
+                if held is not None and size > held.size:
+                    held.grow(size - held.size)
                 chunks.append(chunk)
     except TimeoutError:
         refusals.labels("body_timeout").inc()
         raise RequestTimeout(f"the body did not arrive within {timeout:g} seconds") from None
+    except ConnectionError:
+        # The sender hung up mid-body: nobody hears the answer, but it is not a bug.
+        raise IncompleteBody("the connection closed before the body was complete") from None
+    except (AddressOverBudget, ProcessOverBudget) as error:
+        refusals.labels(
+            "body_in_flight_per_address"
+            if isinstance(error, AddressOverBudget)
+            else "body_in_flight"
+        ).inc()
+        raise
     return b"".join(chunks)
 
 

@@ -110,6 +110,11 @@ class Metrics:
         self.limit_refusals = Counter(
             "relay_limit_refusals_total", "Requests refused by a limit", ["limit"], registry=r
         )
+        self.body_bytes_in_flight = Gauge(
+            "relay_body_bytes_in_flight",
+            "Request body bytes reserved by bodies being read (see RELAY_MAX_BODY_BYTES_IN_FLIGHT)",
+            registry=r,
+        )
         self.pubsub_up = Gauge(
             "relay_pubsub_up", "1 while the cross-replica wake-up subscription is up", registry=r
         )

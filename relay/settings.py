@@ -78,6 +78,9 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     max_publish_bytes: int = 1024 * 1024
     body_timeout: float = 10.0
+    # Request bodies held while they are read (see relay.body_budget).
+    max_body_bytes_in_flight: int = 32 * 1024 * 1024
+    max_body_bytes_in_flight_per_address: int = 8 * 1024 * 1024
     keepalive_timeout: float = 30.0
     poll_rate: float = 20.0
     poll_burst: float = 60.0
@@ -167,6 +170,12 @@ class Settings:
             max_body_bytes=reader.integer("RELAY_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
             max_publish_bytes=reader.integer("RELAY_MAX_PUBLISH_BYTES", 1024 * 1024, minimum=1024),
             body_timeout=seconds("RELAY_BODY_TIMEOUT", "10s"),
+            max_body_bytes_in_flight=reader.integer(
+                "RELAY_MAX_BODY_BYTES_IN_FLIGHT", 32 * 1024 * 1024, minimum=1024
+            ),
+            max_body_bytes_in_flight_per_address=reader.integer(
+                "RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_ADDRESS", 8 * 1024 * 1024, minimum=1024
+            ),
             keepalive_timeout=seconds("RELAY_KEEPALIVE_TIMEOUT", "30s"),
             poll_rate=reader.number("RELAY_POLL_RATE", 20.0),
             poll_burst=reader.number("RELAY_POLL_BURST", 60.0),
@@ -189,6 +198,17 @@ class Settings:
                 problems.append(
                     f"RELAY_REDIS_URL: a Redis Cluster has only database 0, not {database}"
                 )
+        largest = max(settings.max_body_bytes, settings.max_publish_bytes)
+        if settings.max_body_bytes_in_flight_per_address < settings.max_body_bytes:
+            problems.append(
+                "RELAY_MAX_BODY_BYTES_IN_FLIGHT_PER_ADDRESS is below RELAY_MAX_BODY_BYTES: "
+                "a body of the largest size allowed could never be read"
+            )
+        if settings.max_body_bytes_in_flight * 3 // 4 < largest:
+            problems.append(
+                "RELAY_MAX_BODY_BYTES_IN_FLIGHT: three quarters of it (what unauthenticated "
+                "bodies may fill) must hold the largest body allowed"
+            )
         if settings.jwt_secret and settings.jwt_public_key:
             problems.append(
                 "RELAY_JWT_SECRET and RELAY_JWT_PUBLIC_KEY are both set: choose HS256 or RS256"

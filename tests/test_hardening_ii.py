@@ -4,6 +4,7 @@ real relay over real sockets, and what must hold once it is fixed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from urllib.parse import urlencode
@@ -13,7 +14,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from tests.conftest import API_KEY, JWT_SECRET
-from tests.provider_fixtures import TWILIO_PUBLIC_URL, TWILIO_TOKEN
+from tests.provider_fixtures import TELEGRAM_SECRET, TWILIO_PUBLIC_URL, TWILIO_TOKEN
 from tests.servers import RelayProcess
 
 TWILIO_CONFIG = (
@@ -192,3 +193,156 @@ async def test_an_sse_stream_ends_when_its_token_expires(client_for):
     expired = frames.index("event: token_expired")
     assert frames[expired + 1].startswith("data: ")
     assert json.loads(frames[expired + 1][6:])["error"] == "token_expired"
+
+
+UPLOAD_CONFIG = TWILIO_CONFIG + (
+    '[sources.acme-telegram]\nprovider = "telegram"\naccount = "acme"\n'
+    'secret_env = "TELEGRAM_SECRET"\n'
+)
+STALLED_SIZE = 4 * 1024 * 1024
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def upload_relay(tmp_path):
+    config = tmp_path / "relay.toml"
+    config.write_text(UPLOAD_CONFIG)
+    relay = RelayProcess(
+        {
+            "RELAY_JWT_SECRET": JWT_SECRET,
+            "RELAY_API_KEYS": API_KEY,
+            "RELAY_CONFIG": str(config),
+            "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+            "TELEGRAM_SECRET": TELEGRAM_SECRET,
+            "RELAY_TRUSTED_PROXY_HOPS": "1",
+            # Long enough that the stalled bodies are still held while we measure.
+            "RELAY_BODY_TIMEOUT": "60s",
+        }
+    ).start()
+    yield relay
+    relay.stop()
+
+
+async def stall(port: int, path: str, address: str) -> asyncio.StreamWriter:
+    """A POST of a 4 MiB body whose last byte never comes."""
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        (
+            f"POST {path} HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {STALLED_SIZE}\r\nX-Forwarded-For: {address}\r\n\r\n"
+        ).encode()
+    )
+    writer.write(b" " * (STALLED_SIZE - 1))
+    # Refused early, relay stops reading (which is the point): stop waiting then.
+    with contextlib.suppress(TimeoutError, OSError):
+        await asyncio.wait_for(writer.drain(), 15)
+    return writer
+
+
+def telegram_update(n: int) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(
+        {
+            "update_id": 900000 + n,
+            "message": {
+                "message_id": n,
+                "date": int(time.time()),
+                "chat": {"id": 42, "type": "private", "first_name": "Ana"},
+                "from": {"id": 42, "is_bot": False, "first_name": "Ana"},
+                "text": f"hello {n}",
+            },
+        }
+    ).encode()
+    headers = {
+        "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET,
+        "Content-Type": "application/json",
+    }
+    return body, headers
+
+
+async def _attack_round(relay: RelayProcess, attackers: str) -> tuple[float, list[int]]:
+    """100 stalled uploads held while signed webhooks arrive; the RSS while they are held,
+    and the signed webhooks' statuses. The uploads are closed at the end."""
+    paths = ["/webhooks/acme-twilio", "/webhooks/acme-telegram"]
+    writers = await asyncio.gather(
+        *(
+            stall(
+                relay.port,
+                paths[n % 2],
+                "203.0.113.66" if attackers == "one-address" else f"198.51.100.{n}",
+            )
+            for n in range(100)
+        )
+    )
+    await asyncio.sleep(2)  # let relay read whatever it is going to read
+    during = rss_mib(relay.process.pid)
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for n in range(5):
+            signed = [("acme-telegram", *telegram_update(n)), ("acme-twilio", *twilio_form(n))]
+            for source, body, headers in signed:
+                headers["X-Forwarded-For"] = "54.172.60.1"
+                async with session.post(
+                    f"{relay.url}/webhooks/{source}", data=body, headers=headers
+                ) as response:
+                    statuses.append(response.status)
+    for writer in writers:
+        writer.close()
+    await asyncio.sleep(2)
+    return during, statuses
+
+
+@pytest.mark.parametrize("attackers", ["one-address", "many-addresses"])
+async def test_stalled_uploads_neither_exhaust_memory_nor_block_signed_webhooks(
+    upload_relay, attackers
+):
+    relay = upload_relay
+    baseline = rss_mib(relay.process.pid)
+    during, statuses = await _attack_round(relay, attackers)
+    after = rss_mib(relay.process.pid)
+    again, _ = await _attack_round(relay, attackers)
+    print(
+        f"{attackers}: RSS {baseline:.0f} MiB, {during:.0f} during, {after:.0f} after, "
+        f"{again:.0f} during a second round; signed webhooks: {statuses}"
+    )
+    assert during - baseline < 64
+    # What the first round took is reused by the second, not added to.
+    assert again - baseline < 64 and again - during < 16
+    async with aiohttp.ClientSession() as session:
+        metrics = await (await session.get(f"{relay.url}/metrics")).text()
+    assert "relay_body_bytes_in_flight 0.0" in metrics  # every reservation was released
+    telegram, twilio = statuses[0::2], statuses[1::2]
+    assert telegram == [200] * 5  # authenticated by header: never waits on the attackers
+    if attackers == "one-address":
+        assert twilio == [200] * 5  # the attacker's address is capped, not the process
+    else:
+        # Bodies that must be read to be verified share what the process allows; when it is
+        # full, a clear 503 with Retry-After (see SECURITY.md).
+        assert set(twilio) <= {200, 503}
+
+
+def test_body_budget_caps_per_address_and_per_process_and_releases():
+    from relay.body_budget import AddressOverBudget, BodyBudget, ProcessOverBudget
+
+    budget = BodyBudget(total=16, per_address=8)
+    first = budget.hold("a", authenticated=False)
+    first.grow(8)
+    with pytest.raises(AddressOverBudget) as refused:
+        budget.hold("a", authenticated=False).grow(1)
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"]
+    budget.hold("b", authenticated=False).grow(4)
+    # Unauthenticated bodies fill at most three quarters of the total (12 of 16)...
+    with pytest.raises(ProcessOverBudget) as full:
+        budget.hold("c", authenticated=False).grow(1)
+    assert full.value.status == 503 and full.value.headers["Retry-After"]
+    # ...so a delivery its headers authenticated still finds room.
+    with budget.hold("d", authenticated=True) as held:
+        held.grow(4)
+    first.release()
+    assert budget.in_flight == 4

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from relay.appkeys import DEAD_LETTERS, METRICS, REJECT_LIMITER, SETTINGS, STORE, WEBHOOK_LIMITER
+from relay.appkeys import (
+    BODY_BUDGET,
+    DEAD_LETTERS,
+    METRICS,
+    REJECT_LIMITER,
+    SETTINGS,
+    STORE,
+    WEBHOOK_LIMITER,
+)
 from relay.auth import check_api_key
 from relay.client_address import client_address
 from relay.cursor import format_cursor
 from relay.errors import Forbidden, RelayError
 from relay.http import json_response, read_body
 from relay.ingest import dead_letter_routes, webhooks
-from relay.ingest.providers.base import Ack, Delivery, Rejected
+from relay.ingest.providers.base import Ack, Delivery, Provider, Rejected
 from relay.ingest.publish import append_grouped, parse_publish
-from relay.ingest.webhooks import ingest_verified, source_of
+from relay.ingest.webhooks import ingest_verified, source_of, verify_head
 from relay.metrics import event_type_label
 from relay.settings import Source
 
@@ -25,10 +34,11 @@ async def publish_handler(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     check_api_key(request.headers, settings.api_keys)
-    events = parse_publish(
-        await read_body(request, settings.max_publish_bytes, settings.body_timeout)
-    )
-    appended = await append_grouped(app[STORE], events)
+    address = client_address(request, settings.trusted_proxy_hops)
+    with app[BODY_BUDGET].hold(address, authenticated=True) as held:
+        body = await read_body(request, settings.max_publish_bytes, settings.body_timeout, held)
+        events = parse_publish(body)
+        appended = await append_grouped(app[STORE], events)
     metrics = app[METRICS]
     for event, outcome in zip(events, appended, strict=True):
         if outcome.duplicate:
@@ -70,16 +80,22 @@ def public_url(request: web.Request, source: Source) -> str:
     return f"{url}?{query}" if query else url
 
 
-async def delivery_of(request: web.Request, source: Source) -> Delivery:
-    settings = request.app[SETTINGS]
+def head_of(request: web.Request, source: Source) -> Delivery:
+    """The delivery as far as it is known before the body is read."""
     return Delivery(
         method=request.method,
         url=public_url(request, source),
         headers=request.headers,
         query=request.query,
-        body=await read_body(request, settings.max_body_bytes, settings.body_timeout),
+        body=b"",
         received_at=webhooks.now(),
     )
+
+
+async def delivery_of(request: web.Request, source: Source) -> Delivery:
+    settings = request.app[SETTINGS]
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+    return replace(head_of(request, source), body=body)
 
 
 def render(ack: Ack) -> web.Response:
@@ -104,16 +120,31 @@ async def webhook_handler(request: web.Request) -> web.Response:
     except RelayError:
         metrics.limit_refusals.labels("webhook_rejects").inc()
         raise
-    delivery = await delivery_of(request, source)
     counted = metrics.webhooks
-    try:
-        provider.verify(delivery, source)
-    except Rejected:
-        counted.labels(source.name, source.provider, "rejected").inc()
-        # This one is answered 401 regardless; once the budget is spent, the next is 429.
-        with contextlib.suppress(RelayError):
-            rejects.take(address)
-        raise
+    head = head_of(request, source)
+    with app[BODY_BUDGET].hold(address, authenticated=False) as held:
+        try:
+            # What the headers can tell is checked before a byte of the body is held.
+            held.authenticated = verify_head(provider, head, source)
+            body = await read_body(request, settings.max_body_bytes, settings.body_timeout, held)
+            delivery = replace(head, body=body)
+            provider.verify(delivery, source)
+        except Rejected:
+            counted.labels(source.name, source.provider, "rejected").inc()
+            # This one is answered 401 regardless; once the budget is spent, the next is 429.
+            with contextlib.suppress(RelayError):
+                rejects.take(address)
+            raise
+        return await accept(request, source, provider, delivery)
+
+
+async def accept(
+    request: web.Request, source: Source, provider: Provider, delivery: Delivery
+) -> web.Response:
+    """Store a verified delivery, once the source's rate budget allows it."""
+    app = request.app
+    metrics = app[METRICS]
+    counted = metrics.webhooks
     try:
         app[WEBHOOK_LIMITER].take(source.name)
     except RelayError:

@@ -44,6 +44,13 @@ def source_of(settings: Settings, name: str) -> tuple[Source, Provider]:
     return source, PROVIDERS[source.provider]
 
 
+def verify_head(provider: Provider, head: Delivery, source: Source) -> bool:
+    """Raise Rejected if the headers and query alone show the delivery is not authentic;
+    True if they alone prove it is. Providers without a head check read the body first."""
+    check = getattr(provider, "verify_head", None)
+    return bool(check(head, source)) if check is not None else False
+
+
 def normalize_events(provider: Provider, delivery: Delivery, source: Source) -> list[Event]:
     """The provider's events, or Unprocessable: whatever a normalizer does with a body it
     did not expect (a KeyError, an int too large for JSON), it never becomes a 500."""

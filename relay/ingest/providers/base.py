@@ -60,3 +60,8 @@ class Provider(Protocol):
         ...
 
     def ack(self, delivery: Delivery) -> Ack: ...
+
+    # Optional: `verify_head(delivery, source) -> bool`, given the delivery without its body
+    # (body=b""). It raises Rejected if the headers and query already show the delivery is
+    # not authentic, and answers True if they alone prove it is (a secret in a header), so
+    # a body is read only for a delivery that may be authentic (see relay.body_budget).

@@ -47,7 +47,14 @@ def _header(delivery: Delivery, suffix: str) -> str | None:
     return delivery.headers.get(f"webhook-{suffix}") or delivery.headers.get(f"svix-{suffix}")
 
 
-def verify(delivery: Delivery, source: Source) -> None:
+def verify_head(delivery: Delivery, source: Source) -> bool:
+    """The headers must be there and the timestamp fresh before the body is read; the
+    signature covers the body, so it is checked once the body is all there."""
+    _checked_headers(delivery)
+    return False
+
+
+def _checked_headers(delivery: Delivery) -> tuple[str, str, str]:
     msg_id, timestamp = _header(delivery, "id"), _header(delivery, "timestamp")
     signatures = _header(delivery, "signature")
     if not msg_id or not timestamp or not signatures:
@@ -58,6 +65,11 @@ def verify(delivery: Delivery, source: Source) -> None:
         raise Rejected("webhook-timestamp must be Unix seconds") from None
     if abs(delivery.received_at - sent_at) > TOLERANCE_SECONDS:
         raise Rejected("webhook-timestamp is outside the 5-minute tolerance", code="stale")
+    return msg_id, timestamp, signatures
+
+
+def verify(delivery: Delivery, source: Source) -> None:
+    msg_id, timestamp, signatures = _checked_headers(delivery)
     given = [
         part.split(",", 1)[1].encode()
         for part in signatures.split()

@@ -85,7 +85,14 @@ def algorithm_of(delivery: Delivery) -> str:
     return "HMAC_SHA1"
 
 
-def verify(delivery: Delivery, source: Source) -> None:
+def verify_head(delivery: Delivery, source: Source) -> bool:
+    """The signature must be there, by a configured key, before the body is read; it
+    covers the body's parameters (or its hash), so it is checked once the body is there."""
+    _signature_and_key(delivery, source)
+    return False
+
+
+def _signature_and_key(delivery: Delivery, source: Source) -> tuple[str, str, str]:
     given = delivery.headers.get(SIGNATURE_HEADER)
     if not given:
         raise Rejected(f"{SIGNATURE_HEADER} is required", code="missing_signature")
@@ -94,6 +101,11 @@ def verify(delivery: Delivery, source: Source) -> None:
     key_name = "shared_key" if algorithm == "HMAC_SHA256" else "secret"
     if algorithm not in ("HMAC_SHA1", "HMAC_SHA256") or key_name not in source.secrets:
         raise Rejected(f"signature algorithm {algorithm} is not configured", code="bad_signature")
+    return given, algorithm, key_name
+
+
+def verify(delivery: Delivery, source: Source) -> None:
+    given, algorithm, key_name = _signature_and_key(delivery, source)
     body_hash = parse_qs(urlsplit(delivery.url).query).get("bodySHA256")
     if body_hash:
         # JSON bodies: the body is bound by its hash in the URL; the URL alone is signed.

@@ -31,10 +31,21 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def verify(delivery: Delivery, source: Source) -> None:
+def verify_head(delivery: Delivery, source: Source) -> bool:
+    """The signature must be there before the body is read; it covers the body."""
+    _signature_header(delivery)
+    return False
+
+
+def _signature_header(delivery: Delivery) -> str:
     given = delivery.headers.get(SIGNATURE_HEADER, "")
     if not given.startswith("sha256="):
         raise Rejected(f"{SIGNATURE_HEADER} (sha256=<hex>) is required", code="missing_signature")
+    return given
+
+
+def verify(delivery: Delivery, source: Source) -> None:
+    given = _signature_header(delivery)
     # Meta signs the bytes it sent (\u-escaped, \/): verify those, never a re-serialization.
     presented = given.strip().lower().encode("utf-8", "surrogateescape")
     matched = False

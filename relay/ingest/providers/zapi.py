@@ -36,6 +36,12 @@ def verify(delivery: Delivery, source: Source) -> None:
     check_shared_secret(delivery, source)
 
 
+def verify_head(delivery: Delivery, source: Source) -> bool:
+    """The shared secret is a header or the query: checked before the body is read."""
+    check_shared_secret(delivery, source)
+    return True
+
+
 def ack(delivery: Delivery) -> Ack:
     return Ack()
 
