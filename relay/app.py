@@ -36,7 +36,13 @@ from relay.openapi import openapi_document
 from relay.ratelimit import RateLimiter
 from relay.settings import Settings
 from relay.store.base import Store
-from relay.store.dead_letters import DeadLetters, MemoryDeadLetters, RedisDeadLetters
+from relay.store.dead_letters import (
+    DEFAULT_MAX_MEMORY_BYTES,
+    DEFAULT_MAX_REDIS_BYTES,
+    DeadLetters,
+    MemoryDeadLetters,
+    RedisDeadLetters,
+)
 
 
 def build_store(settings: Settings) -> Store:
@@ -55,13 +61,19 @@ def build_store(settings: Settings) -> Store:
     return MemoryStore(settings.retention)
 
 
-def build_dead_letters(store: Store) -> DeadLetters:
+def build_dead_letters(store: Store, settings: Settings) -> DeadLetters:
     """The same engine as the store: on Redis, the store's client (which the store closes)."""
     from relay.store.redis import RedisStore
 
     if isinstance(store, RedisStore):
-        return RedisDeadLetters(store.connected_client)
-    return MemoryDeadLetters()
+        return RedisDeadLetters(
+            store.connected_client,
+            settings.dead_letters_max,
+            settings.dead_letters_max_bytes or DEFAULT_MAX_REDIS_BYTES,
+        )
+    return MemoryDeadLetters(
+        settings.dead_letters_max, settings.dead_letters_max_bytes or DEFAULT_MAX_MEMORY_BYTES
+    )
 
 
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
@@ -82,7 +94,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     store = store or build_store(settings)
     observed = ObservedStore(store, app[METRICS])
     app[STORE] = observed
-    app[DEAD_LETTERS] = build_dead_letters(store)
+    app[DEAD_LETTERS] = build_dead_letters(store, settings)
     app[LIVE] = Live(observed, settings.live, app[METRICS])
     observed.on_append = app[LIVE].on_append
     app.cleanup_ctx.append(store_ctx)

@@ -315,13 +315,27 @@ def _dead_letter_paths() -> dict[str, Any]:
                         "name": "limit",
                         "in": "query",
                         "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    }
+                    },
+                    {
+                        "name": "before",
+                        "in": "query",
+                        "description": "The `next` of the previous page: letters older than it",
+                        "schema": {"type": "string"},
+                    },
                 ],
                 "responses": {
                     "200": _json(
                         {
                             "type": "object",
-                            "properties": {"dead_letters": {"type": "array", "items": letter}},
+                            "properties": {
+                                "dead_letters": {"type": "array", "items": letter},
+                                "next": {
+                                    "type": ["string", "null"],
+                                    "description": "Pass as `before` for the next page; "
+                                    "null at the end. A page holds at most `limit` letters "
+                                    "and about 8 MiB of bodies.",
+                                },
+                            },
                         },
                         "The dead letters",
                     ),

@@ -92,6 +92,8 @@ class Settings:
     webhook_reject_burst: float = 50.0
     trusted_proxy_hops: int = 0  # X-Forwarded-For entries to believe (0: the peer only)
     poll_limit_default: int = 100
+    dead_letters_max: int = 10_000
+    dead_letters_max_bytes: int | None = None  # None: 256 MiB on Redis, 64 MiB in memory
     poll_limit_max: int = 1000
     retention: Retention = field(default_factory=Retention)
     live: LiveSettings = field(default_factory=LiveSettings)
@@ -185,6 +187,9 @@ class Settings:
             webhook_reject_burst=reader.number("RELAY_WEBHOOK_REJECT_BURST", 50.0),
             trusted_proxy_hops=reader.integer("RELAY_TRUSTED_PROXY_HOPS", 0, minimum=0, maximum=16),
             poll_limit_default=reader.integer("RELAY_POLL_LIMIT_DEFAULT", 100, minimum=1),
+            dead_letters_max=reader.integer("RELAY_DEAD_LETTERS_MAX", 10_000, minimum=1),
+            dead_letters_max_bytes=reader.integer("RELAY_DEAD_LETTERS_MAX_BYTES", 0, minimum=0)
+            or None,
             poll_limit_max=reader.integer("RELAY_POLL_LIMIT_MAX", 1000, minimum=1),
             retention=retention,
             live=live,

@@ -246,3 +246,63 @@ async def test_the_memory_engine_also_bounds_the_bytes_it_holds():
     assert await letters.remove("0004") is True
     await letters.add(_letter(9))
     assert [letter.id for letter in await letters.list(10)] == ["0009", "0003"]
+
+
+async def test_a_large_dead_letter_is_stored_once_and_redis_is_bounded_by_bytes(redis_url):
+    client = redis.asyncio.Redis.from_url(redis_url, protocol=2)
+
+    async def connected():
+        return client
+
+    store = RedisDeadLetters(connected, max_letters=100, max_bytes=10 * 1024 * 1024)
+    body = b"x" * (4 * 1024 * 1024)
+    base = _letter(0)
+    fields = {name: getattr(base, name) for name in DeadLetter.__dataclass_fields__}
+    await store.add(DeadLetter(**{**fields, "body": body}))
+    used = 0
+    for key in await client.keys("relay:{deadletters}:*"):
+        used += await client.memory_usage(key) or 0
+    print(f"one 4 MiB dead letter uses {used / 2**20:.1f} MiB in Redis")
+    assert used < 1.2 * len(body)
+    for n in range(1, 6):
+        await store.add(
+            DeadLetter(
+                **{**fields, "id": f"{n:04d}", "received_at": base.received_at + n, "body": body}
+            )
+        )
+    kept = [letter.id for letter in await store.list(10)]
+    used = 0
+    for key in await client.keys("relay:{deadletters}:*"):
+        used += await client.memory_usage(key) or 0
+    print(f"six of them, 10 MiB allowed: {kept} kept, {used / 2**20:.1f} MiB in Redis")
+    assert kept == ["0005", "0004"]
+    assert used < 10 * 1024 * 1024 * 1.2
+    (newest,) = [letter for letter in await store.list(1)]
+    assert newest.body == body
+    await client.aclose()
+
+
+async def test_the_admin_list_pages_with_next(client):
+    for n in range(5):
+        assert (await post_flaky(client, b'{"n":%d}' % n)).status == 202
+    seen, before = [], None
+    for _ in range(5):
+        params = {"limit": "2", **({"before": before} if before else {})}
+        response = await client.get("/api/admin/dead-letters", params=params, headers=API)
+        page = await response.json()
+        seen.append([letter["body"] for letter in page["dead_letters"]])
+        before = page["next"]
+        if before is None:
+            break
+    assert seen == [['{"n":4}', '{"n":3}'], ['{"n":2}', '{"n":1}'], ['{"n":0}']]
+
+
+async def test_a_page_is_cut_by_the_bytes_it_holds(bounded_store, monkeypatch):
+    from relay.store import dead_letters as module
+
+    monkeypatch.setattr(module, "PAGE_BYTES", 30)  # two 14-byte bodies fit, not three
+    for n in range(3):
+        await bounded_store.add(_letter(n))
+    first = await bounded_store.list(10)
+    assert [letter.id for letter in first] == ["0002", "0001"]
+    assert [letter.id for letter in await bounded_store.list(10, first[-1].id)] == ["0000"]

@@ -31,8 +31,20 @@ def parse_limit(raw: str | None) -> int:
 async def list_handler(request: web.Request) -> web.Response:
     app = request.app
     check_api_key(request.headers, app[SETTINGS].api_keys)
-    letters = await app[DEAD_LETTERS].list(parse_limit(request.query.get("limit")))
-    return json_response({"dead_letters": [letter.to_json() for letter in letters]})
+    limit = parse_limit(request.query.get("limit"))
+    before = request.query.get("before") or None
+    letters = await app[DEAD_LETTERS].list(limit, before)
+    # A full page (by count, or cut short by the bytes a page may hold) may have more after
+    # it: `next` is the `before` of the next page, null once the list is exhausted.
+    more = bool(letters) and (
+        len(letters) == limit or len(await app[DEAD_LETTERS].list(1, letters[-1].id)) == 1
+    )
+    return json_response(
+        {
+            "dead_letters": [letter.to_json() for letter in letters],
+            "next": letters[-1].id if more else None,
+        }
+    )
 
 
 async def replay_handler(request: web.Request) -> web.Response:

@@ -35,5 +35,15 @@ def dead_letters_index_key() -> str:
 
 
 def dead_letters_items_key() -> str:
-    """Hash: dead-letter id -> its JSON record."""
+    """Hash: dead-letter id -> its JSON record (without the body)."""
     return "relay:{deadletters}:items"
+
+
+def dead_letters_bodies_key() -> str:
+    """Hash: dead-letter id -> its body, the raw bytes, stored once."""
+    return "relay:{deadletters}:bodies"
+
+
+def dead_letters_bytes_key() -> str:
+    """Integer: the bytes of every record and body held, for the byte bound."""
+    return "relay:{deadletters}:bytes"
