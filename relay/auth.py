@@ -129,7 +129,7 @@ def _viewer(claims: Mapping[str, object]) -> Viewer:
     user, account, chats = claims.get("sub"), claims.get("account"), claims.get("chats")
     if not isinstance(user, str) or not user:
         raise Unauthorized("the token's sub must be a non-empty string", code="bad_token")
-    if not isinstance(account, str) or not ACCOUNT_PATTERN.match(account):
+    if not isinstance(account, str) or not ACCOUNT_PATTERN.fullmatch(account):
         raise Unauthorized("the token's account claim is not a valid account", code="bad_token")
     if chats is None:
         return Viewer(user, account)

@@ -19,7 +19,7 @@ from relay.auth import mint_token
 from relay.logs import configure_logging, get_logger
 from relay.settings import ConfigError, Settings
 
-_TTL = re.compile(r"^(\d+)\s*([smhd]?)$")
+_TTL = re.compile(r"(\d+)\s*([smhd]?)")
 
 
 def load_settings() -> Settings:
@@ -154,7 +154,7 @@ def token(args: argparse.Namespace) -> int:
 
 
 def _ttl_seconds(text: str) -> int:
-    match = _TTL.match(text.strip())
+    match = _TTL.fullmatch(text.strip())
     if not match:
         _fail([f"--ttl: expected e.g. 90s, 15m, 1h or 7d, got {text!r}"])
     return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]

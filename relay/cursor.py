@@ -19,8 +19,8 @@ _MAX_TEXT = 64
 # What an old client sends before it has ever had an answer: "start from now".
 _FROM_NOW = frozenset({"", "null", "undefined", "none"})
 # A `+` in an unencoded query string arrives as a space: "...655739 00:00".
-_SPACE_FOR_PLUS = re.compile(r"^(?P<head>.*\d) (?P<offset>\d{2}(?::?\d{2})?)$")
-_EPOCH_NUMBER = re.compile(r"^\d{1,17}(?:\.\d{1,9})?$")
+_SPACE_FOR_PLUS = re.compile(r"(?P<head>.*\d) (?P<offset>\d{2}(?::?\d{2})?)")
+_EPOCH_NUMBER = re.compile(r"\d{1,17}(?:\.\d{1,9})?")
 
 
 def format_cursor(cursor: Cursor) -> str:
@@ -60,7 +60,7 @@ def _parse_text(text: str) -> Cursor | None:
         return None
     if len(value) > _MAX_TEXT:
         raise BadLastCheck(f"last_check is longer than {_MAX_TEXT} characters")
-    if _EPOCH_NUMBER.match(value):
+    if _EPOCH_NUMBER.fullmatch(value):
         return _from_epoch_number(value)
     return _from_iso(value)
 
@@ -81,7 +81,7 @@ def _from_epoch_number(value: str) -> Cursor:
 
 
 def _from_iso(value: str) -> Cursor:
-    spaced = _SPACE_FOR_PLUS.match(value)
+    spaced = _SPACE_FOR_PLUS.fullmatch(value)
     if spaced:
         value = f"{spaced['head']}+{spaced['offset']}"
     try:

@@ -15,8 +15,9 @@ import orjson
 from relay.cursor import Cursor, format_cursor
 from relay.errors import BadRequest
 
-# `}` would end the Redis Cluster hash tag early and `{` start another one.
-ACCOUNT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+# `}` would end the Redis Cluster hash tag early and `{` start another one. Validate with
+# fullmatch: `re.match` with `$` accepts a trailing newline, and this one has no anchors.
+ACCOUNT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 KNOWN_TYPES = frozenset(
     {
         "message.created",
@@ -31,7 +32,7 @@ KNOWN_TYPES = frozenset(
 
 
 def check_account(account: object) -> str:
-    if not isinstance(account, str) or not ACCOUNT_PATTERN.match(account):
+    if not isinstance(account, str) or not ACCOUNT_PATTERN.fullmatch(account):
         raise BadRequest(
             "account must be 1-128 characters of letters, digits and . _ : @ -",
             code="bad_account",

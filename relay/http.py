@@ -22,7 +22,7 @@ from relay.logs import get_logger
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -110,7 +110,7 @@ def _route_label(request: web.Request) -> str:
 async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if incoming and _REQUEST_ID.match(incoming) else new_request_id()
+    request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else new_request_id()
     try:
         response = await handler(request)
     except RelayError as error:

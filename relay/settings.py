@@ -18,9 +18,9 @@ from relay.events import ACCOUNT_PATTERN
 from relay.store.base import Retention
 
 DEFAULT_CONFIG = Path("config/relay.toml")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class ConfigError(Exception):
@@ -255,12 +255,12 @@ class _Reader:
 
     def duration_us(self, name: str, default: str) -> int:
         raw = self.env.get(name, "").strip() or default
-        match = _DURATION.match(raw)
+        match = _DURATION.fullmatch(raw)
         if not match:
             self.problems.append(
                 f"{name}: expected a duration like 90s, 15m, 24h or 7d, got {raw!r}"
             )
-            match = _DURATION.match(default)
+            match = _DURATION.fullmatch(default)
             assert match
         return int(float(match[1]) * _UNITS[match[2]] * 1_000_000)
 
@@ -324,12 +324,12 @@ def _load_sources(path: Path, env: Mapping[str, str], problems: list[str]) -> di
         if not isinstance(table, dict):
             problems.append(f"{where} must be a table")
             continue
-        if not _SOURCE_NAME.match(name):
+        if not _SOURCE_NAME.fullmatch(name):
             problems.append(f"{where}: the name must be letters, digits, . _ - (max 64)")
         provider, account = table.get("provider"), table.get("account")
         if not isinstance(provider, str) or not provider:
             problems.append(f"{where}: provider is missing")
-        if not isinstance(account, str) or not ACCOUNT_PATTERN.match(account):
+        if not isinstance(account, str) or not ACCOUNT_PATTERN.fullmatch(account):
             problems.append(f"{where}: account is missing or not letters, digits, . _ : @ -")
         secrets, options = {}, {}
         for key, value in table.items():

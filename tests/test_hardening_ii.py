@@ -346,3 +346,42 @@ def test_body_budget_caps_per_address_and_per_process_and_releases():
         held.grow(4)
     first.release()
     assert budget.in_flight == 4
+
+
+async def test_an_account_with_a_trailing_newline_is_refused_everywhere(client_for):
+    import jwt as pyjwt
+
+    from tests.conftest import API, settings_for
+
+    client = await client_for(settings_for("memory"))
+    published = await client.post(
+        "/api/publish", json={"account": "acme\n", "type": "t"}, headers=API
+    )
+    claims = {"sub": "u", "account": "acme\n", "exp": int(time.time()) + 60}
+    forged = pyjwt.encode(claims, JWT_SECRET, algorithm="HS256")
+    polled = await client.get(
+        "/api/chats/check-updates/", headers={"Authorization": f"Bearer {forged}"}
+    )
+    print(f"publish: {published.status}, poll: {polled.status}")
+    assert published.status == 400
+    assert polled.status == 401
+
+
+def test_every_validating_pattern_refuses_a_trailing_newline():
+    from relay import cli, cursor, events, http, settings
+    from relay.ingest.providers import telegram
+
+    cases = [
+        (events.ACCOUNT_PATTERN, "acme"),
+        (settings._SOURCE_NAME, "acme-events"),
+        (settings._DURATION, "24h"),
+        (http._REQUEST_ID, "req-1"),
+        (telegram.SECRET_FORMAT, "secret_1"),
+        (cli._TTL, "1h"),
+        (cursor._EPOCH_NUMBER, "1700000000"),
+    ]
+    for pattern, good in cases:
+        assert pattern.fullmatch(good), pattern.pattern
+        assert not pattern.fullmatch(good + "\n"), pattern.pattern
+    with pytest.raises(events.BadRequest):
+        events.check_account("acme\n")

@@ -23,7 +23,7 @@ from relay.settings import Source
 name = "telegram"
 required_secrets = ("secret",)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-SECRET_FORMAT = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+SECRET_FORMAT = re.compile(r"[A-Za-z0-9_-]{1,256}")
 MEDIA_KINDS = {
     "animation": "video",
     "video": "video",
@@ -59,7 +59,7 @@ def verify_head(delivery: Delivery, source: Source) -> bool:
 
 def check_source(source: Source) -> list[str]:
     # setWebhook refuses any other secret_token, so a bad one would never be sent back.
-    if all(SECRET_FORMAT.match(secret) for secret in source.secrets["secret"].split()):
+    if all(SECRET_FORMAT.fullmatch(secret) for secret in source.secrets["secret"].split()):
         return []
     return ["secret_env: a Telegram secret_token is 1-256 of A-Z a-z 0-9 _ -"]
 
