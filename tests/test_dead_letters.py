@@ -306,3 +306,27 @@ async def test_a_page_is_cut_by_the_bytes_it_holds(bounded_store, monkeypatch):
     first = await bounded_store.list(10)
     assert [letter.id for letter in first] == ["0002", "0001"]
     assert [letter.id for letter in await bounded_store.list(10, first[-1].id)] == ["0000"]
+
+
+async def test_no_configured_secret_survives_in_any_stored_header_or_query(client):
+    from tests.conftest import API_KEY, JWT_SECRET
+
+    copied = {
+        "Referer": f"https://proxy.example/webhooks/acme-flaky?secret={SECRET}",
+        "X-Original-Uri": f"/webhooks/acme-flaky?secret={SECRET}&keep=yes",
+        "X-Forwarded-Uri": f"/webhooks/acme-flaky?secret={SECRET}",
+        "X-Envoy-Original-Path": f"/webhooks/acme-flaky?secret={SECRET}",
+        "X-Debug": f"key={API_KEY} jwt={JWT_SECRET} evo={EVOLUTION_SECRET}",
+    }
+    response = await client.post(
+        f"/webhooks/acme-flaky?secret={SECRET}&note={EVOLUTION_SECRET}",
+        data=BODY,
+        headers={"X-Relay-Secret": SECRET, **copied},
+    )
+    assert response.status == 202
+    (letter,) = await dead_letters(client)
+    stored = json.dumps({k: letter[k] for k in ("headers", "query", "url")})
+    leaked = [s for s in (SECRET, API_KEY, JWT_SECRET, EVOLUTION_SECRET) if s in stored]
+    print(f"secrets left in the stored letter: {len(leaked)}")
+    assert leaked == []
+    assert letter["headers"]["X-Original-Uri"] == "/webhooks/acme-flaky?secret=[redacted]&keep=yes"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from multidict import CIMultiDict, MultiDict
@@ -44,25 +44,40 @@ def _text(value: str) -> str:
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+def scrub(value: str, secrets: Sequence[str]) -> str:
+    """`value` with every configured secret value cut out, wherever it sits: a proxy copies
+    a `?secret=` URL into Referer, X-Original-Uri, X-Forwarded-Uri, X-Envoy-Original-Path,
+    and headers relay has never heard of."""
+    for secret in secrets:
+        if secret in value:
+            value = value.replace(secret, REDACTED)
+    return value
+
+
+def redact_headers(headers: Mapping[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
     return {
-        _text(key): REDACTED if _is_secret(key, SECRET_HEADERS) else _text(value)
+        _text(key): REDACTED if _is_secret(key, SECRET_HEADERS) else scrub(_text(value), secrets)
         for key, value in headers.items()
     }
 
 
-def redact_query(query: Mapping[str, str]) -> dict[str, str]:
+def redact_query(query: Mapping[str, str], secrets: Sequence[str] = ()) -> dict[str, str]:
     return {
-        _text(key): REDACTED if _is_secret(key, SECRET_QUERY) else _text(value)
+        _text(key): REDACTED if _is_secret(key, SECRET_QUERY) else scrub(_text(value), secrets)
         for key, value in query.items()
     }
 
 
-def redact_url(url: str) -> str:
+def redact_url(url: str, secrets: Sequence[str] = ()) -> str:
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     query = urlencode([(k, REDACTED if _is_secret(k, SECRET_QUERY) else v) for k, v in pairs])
-    return _text(parts._replace(query=query, fragment="").geturl())
+    return scrub(_text(parts._replace(query=query, fragment="").geturl()), secrets)
+
+
+def secrets_to_scrub(values: Sequence[str]) -> list[str]:
+    """Longest first, so a secret that contains another is cut out whole."""
+    return sorted({value for value in values if value}, key=len, reverse=True)
 
 
 def new_letter_id(received_at: float) -> str:
@@ -70,8 +85,17 @@ def new_letter_id(received_at: float) -> str:
     return f"{int(received_at * 1_000_000):014x}-{os.urandom(6).hex()}"
 
 
-def letter_of(delivery: Delivery, source: Source, provider: Provider, error: str) -> DeadLetter:
+def letter_of(
+    delivery: Delivery,
+    source: Source,
+    provider: Provider,
+    error: str,
+    secrets: Sequence[str] = (),
+) -> DeadLetter:
+    """The letter to keep; `secrets` are every configured secret value (Settings.
+    secret_values), removed from every stored header, query value and the URL."""
     redact_body = getattr(provider, "redact_body", None)
+    secrets = secrets_to_scrub([*secrets, *source.secrets.values()])
     return DeadLetter(
         id=new_letter_id(delivery.received_at),
         source=source.name,
@@ -80,9 +104,9 @@ def letter_of(delivery: Delivery, source: Source, provider: Provider, error: str
         error=_text(error)[:2000],
         received_at=delivery.received_at,
         method=delivery.method,
-        url=redact_url(delivery.url),
-        headers=redact_headers(delivery.headers),
-        query=redact_query(delivery.query),
+        url=redact_url(delivery.url, secrets),
+        headers=redact_headers(delivery.headers, secrets),
+        query=redact_query(delivery.query, secrets),
         body=redact_body(delivery.body) if redact_body else delivery.body,
     )
 

@@ -151,7 +151,14 @@ async def accept(
         metrics.limit_refusals.labels("webhook_rate").inc()
         raise
     try:
-        result = await ingest_verified(app[STORE], app[DEAD_LETTERS], source, provider, delivery)
+        result = await ingest_verified(
+            app[STORE],
+            app[DEAD_LETTERS],
+            source,
+            provider,
+            delivery,
+            app[SETTINGS].secret_values(),
+        )
     except RelayError:
         counted.labels(source.name, source.provider, "error").inc()
         raise

@@ -6,6 +6,7 @@ retries what was not.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from relay.errors import NotFound
@@ -79,9 +80,10 @@ async def ingest(
     source: Source,
     provider: Provider,
     delivery: Delivery,
+    secrets: Sequence[str] = (),
 ) -> Ingested:
     provider.verify(delivery, source)
-    return await ingest_verified(store, dead_letters, source, provider, delivery)
+    return await ingest_verified(store, dead_letters, source, provider, delivery, secrets)
 
 
 async def ingest_verified(
@@ -90,12 +92,14 @@ async def ingest_verified(
     source: Source,
     provider: Provider,
     delivery: Delivery,
+    secrets: Sequence[str] = (),
 ) -> Ingested:
-    """Normalize and store a delivery `provider.verify` has accepted."""
+    """Normalize and store a delivery `provider.verify` has accepted. `secrets` (every
+    configured secret value) are cut out of a dead letter's headers, query and URL."""
     try:
         events = normalize_events(provider, delivery, source)
     except Unprocessable as error:
-        letter = letter_of(delivery, source, provider, error.detail)
+        letter = letter_of(delivery, source, provider, error.detail, secrets)
         await dead_letters.add(letter)
         log.warning("webhook.dead_lettered", source=source.name, dead_letter=letter.id)
         # Stored, so acknowledged: a retry would fail the same way until the code is fixed.
