@@ -27,9 +27,10 @@ from relay.body_budget import BodyBudget
 from relay.errors import StoreUnavailable
 from relay.fanout import routes as fanout_routes
 from relay.fanout.live import Live
-from relay.http import edge_middleware, json_response
+from relay.http import edge_middleware, json_response, refusals_log
 from relay.ingest import routes as ingest_routes
 from relay.ingest.schema import update_event_schema
+from relay.logs import malformed_log
 from relay.metrics import Metrics
 from relay.observed_store import ObservedStore
 from relay.openapi import openapi_document
@@ -100,6 +101,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(wakeups_ctx)
     app.on_shutdown.append(close_live)
+    app.on_cleanup.append(flush_sampled_logs)
     fanout_routes.add_routes(app)
     ingest_routes.add_routes(app)
     app.router.add_get("/healthz", healthz)
@@ -130,6 +132,11 @@ async def wakeups_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait({task}, timeout=0.5)
     if task.done() and not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log it at exit
+
+
+async def flush_sampled_logs(app: web.Application) -> None:
+    refusals_log.flush()
+    malformed_log.flush()
 
 
 async def close_live(app: web.Application) -> None:

@@ -19,6 +19,7 @@ from relay.appkeys import METRICS
 from relay.body_budget import AddressOverBudget, ProcessOverBudget, Reservation
 from relay.errors import BodyTooLarge, IncompleteBody, RelayError, RequestTimeout
 from relay.logs import get_logger
+from relay.sampled_log import SampledLog
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -38,6 +39,8 @@ _HTTP_CODES = {
     431: "headers_too_large",
 }
 log = get_logger("relay.http")
+# Refusals are sampled: a flood of them would otherwise be a flood of log lines.
+refusals_log = SampledLog(log, "request.refused")
 
 # Request ids only need to be unique, not unguessable: a random per-process prefix and a
 # counter cost a fraction of uuid4(), which read 16 random bytes from the OS per request.
@@ -131,12 +134,8 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         _route_label(request), request.method, response.status, elapsed
     )
     if response.status >= 400:
-        log.info(
-            "request.refused",
-            method=request.method,
-            path=request.path,
-            status=response.status,
-            request_id=request_id,
+        refusals_log.info(
+            response.status, method=request.method, path=request.path, request_id=request_id
         )
     return response
 

@@ -8,9 +8,14 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
+import orjson
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
+
+from relay.sampled_log import SampledLog
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
@@ -22,6 +27,9 @@ _SECRET_TEXT = re.compile(
     r"|(bearer\s+)[A-Za-z0-9._~+/=-]+"
     r"|(://[^:/@\s]*:)[^@\s]+(@)"
 )
+# Anything shaped like a JWT (header.payload.signature, the header a base64url JSON object),
+# wherever it sits: a path segment, `?jwt=`, an Authorization header without `Bearer`.
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
 
 
 class Redactor:
@@ -49,7 +57,7 @@ class Redactor:
         for secret in self.secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        return _SECRET_TEXT.sub(_keep_prefix, text)
+        return _JWT.sub(REDACTED, _SECRET_TEXT.sub(_keep_prefix, text))
 
 
 def _keep_prefix(match: re.Match[str]) -> str:
@@ -87,9 +95,13 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Libraries that use the standard logging module go through the same redaction.
+    # Libraries that use the standard logging module go through the same redaction, and
+    # are JSON lines too when the format is JSON (a traceback is one escaped field).
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(_RedactingFormatter(redactor))
+    handler.setFormatter(
+        _JsonRecordFormatter(redactor) if fmt == "json" else _RedactingFormatter(redactor)
+    )
+    handler.addFilter(_MalformedHttp(malformed_log))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(logging.getLevelNamesMapping()[level.upper()], logging.INFO))
@@ -106,5 +118,43 @@ class _RedactingFormatter(logging.Formatter):
         return self.redactor.scrub(super().format(record))
 
 
+class _JsonRecordFormatter(logging.Formatter):
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "event": self.redactor.scrub(record.getMessage()),
+            "logger": record.name,
+            "level": record.levelname.lower(),
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(),
+        }
+        if record.exc_info:
+            document["exception"] = self.redactor.scrub(self.formatException(record.exc_info))
+        return orjson.dumps(document).decode()
+
+
+class _MalformedHttp(logging.Filter):
+    """aiohttp logs a request it cannot parse as an error with a traceback whose message
+    holds the offending bytes (a header, a path, a TLS handshake sent to plain HTTP): on
+    the public internet that is noise, and the bytes may carry anything. It becomes one
+    sampled `http.malformed` line with the error's type and status, and no bytes."""
+
+    def __init__(self, sampled: SampledLog) -> None:
+        super().__init__()
+        self.sampled = sampled
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if record.name != "aiohttp.server" or not isinstance(error, HttpProcessingError):
+            return True
+        self.sampled.info(error.code or 400, error=type(error).__name__)
+        return False
+
+
 def get_logger(name: str = "relay") -> Any:
     return structlog.get_logger(name)
+
+
+malformed_log = SampledLog(get_logger("relay.http"), "http.malformed")

@@ -385,3 +385,84 @@ def test_every_validating_pattern_refuses_a_trailing_newline():
         assert not pattern.fullmatch(good + "\n"), pattern.pattern
     with pytest.raises(events.BadRequest):
         events.check_account("acme\n")
+
+
+@pytest.fixture
+def logging_relay():
+    relay = RelayProcess(
+        {
+            "RELAY_JWT_SECRET": JWT_SECRET,
+            "RELAY_API_KEYS": API_KEY,
+            "RELAY_CONFIG": "",
+            "RELAY_LOG_LEVEL": "info",
+        }
+    ).start()
+    yield relay
+    relay.stop()
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        try:
+            return sock.recv(65536)
+        except OSError:
+            return b""
+
+
+async def test_logs_are_one_json_line_each_without_request_bytes_or_jwts(logging_relay):
+    from tests.conftest import token
+
+    relay = logging_relay
+    marker = "MALFORMED-BYTES-7f3a"
+    for request in (
+        f"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header {marker}\r\n\r\n".encode(),
+        f"GET /{marker}\x00 HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+        f"POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: -{marker}\r\n\r\n".encode(),
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + marker.encode(),  # TLS to plain HTTP
+    ):
+        _raw(relay.port, request)
+    bare = token(user="bare")
+    async with aiohttp.ClientSession() as session:
+        for url, headers in (
+            (f"{relay.url}/api/chats/check-updates/{bare}", {}),
+            (f"{relay.url}/api/chats/check-updates/?jwt={bare}", {}),
+            (f"{relay.url}/api/chats/check-updates/", {"Authorization": bare}),
+        ):
+            async with session.get(url, headers=headers) as response:
+                assert response.status in (401, 404)
+    relay.stop()
+    lines = relay.log().splitlines()
+    not_json = []
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            not_json.append(line)
+    print(f"{len(lines)} log lines, {len(not_json)} not JSON")
+    assert not_json == []
+    assert marker not in relay.log()
+    assert bare not in relay.log() and bare.split(".")[1] not in relay.log()
+    malformed = [json.loads(line) for line in lines if '"http.malformed"' in line]
+    assert malformed and all("error" in entry for entry in malformed)
+
+
+async def test_a_flood_of_refusals_is_sampled_not_logged_line_by_line(logging_relay):
+    relay = logging_relay
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=32)) as session:
+
+        async def refused(n: int) -> int:
+            async with session.get(f"{relay.url}/api/chats/check-updates/") as response:
+                return response.status
+
+        statuses = await asyncio.gather(*(refused(n) for n in range(3000)))
+    assert set(statuses) == {401}
+    relay.stop()
+    lines = [json.loads(line) for line in relay.log().splitlines()]
+    refusals = [line for line in lines if line.get("event") == "request.refused"]
+    summaries = [line for line in lines if line.get("event") == "request.refused_summary"]
+    print(f"3000 refusals: {len(refusals)} refusal lines, {len(summaries)} summaries")
+    assert len(refusals) <= 100
+    assert sum(s["suppressed"] for s in summaries) + len(refusals) == 3000
