@@ -36,7 +36,8 @@ ENV PATH=/opt/relay/bin:$PATH \
 # (k8s/ mounts its ConfigMap at /etc/relay/relay.toml).
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8080
+# 9090: /metrics when RELAY_METRICS_PORT=9090 (the k8s manifests and compose set it).
+EXPOSE 8080 9090
 # relay drains on SIGTERM (in-flight requests finish, then it exits).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \

@@ -106,7 +106,10 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     ingest_routes.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_handler)
+    if settings.metrics_port is None:
+        app.router.add_get("/metrics", metrics_handler)
+    else:
+        app.cleanup_ctx.append(metrics_server_ctx)
     app.router.add_get("/openapi.json", openapi_handler)
     app.router.add_get("/schemas/update-event.json", schema_handler)
     demo.add_routes(app)  # only with RELAY_DEMO=1
@@ -160,6 +163,30 @@ async def readyz(request: web.Request) -> web.Response:
 async def metrics_handler(request: web.Request) -> web.Response:
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# `relay serve --workers` sets it: every worker then binds the metrics port, as the service's.
+REUSE_PORT = web.AppKey("reuse_port", bool)
+METRICS_PORT = web.AppKey("metrics_port", int)  # the bound port (RELAY_METRICS_PORT=0 aside)
+
+
+async def metrics_server_ctx(app: web.Application) -> AsyncIterator[None]:
+    """RELAY_METRICS_PORT: /metrics on its own listener, so the service port (open to
+    providers and browsers) does not list every source's traffic, and a NetworkPolicy can
+    let only Prometheus reach it."""
+    settings = app[SETTINGS]
+    metrics_app = web.Application()
+    metrics_app[METRICS] = app[METRICS]
+    metrics_app.router.add_get("/metrics", metrics_handler)
+    runner = web.AppRunner(metrics_app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(
+        runner, settings.host, settings.metrics_port, reuse_port=app.get(REUSE_PORT) or None
+    )
+    await site.start()
+    app[METRICS_PORT] = runner.addresses[0][1]
+    yield
+    await runner.cleanup()
 
 
 async def openapi_handler(request: web.Request) -> web.Response:

@@ -71,16 +71,22 @@ def serve(args: argparse.Namespace) -> int:
         log.info("relay.engine", engine="redis")
     from aiohttp import web
 
-    from relay.app import create_app
+    from relay.app import REUSE_PORT, create_app
 
     try:
         import uvloop
     except ImportError:
         uvloop = None
     log.info(
-        "relay.listening", host=host, port=port, sources=sorted(settings.sources), pid=os.getpid()
+        "relay.listening",
+        host=host,
+        port=port,
+        metrics_port=settings.metrics_port,
+        sources=sorted(settings.sources),
+        pid=os.getpid(),
     )
     app = create_app(settings)
+    app[REUSE_PORT] = bool(args.reuse_port)
     # Everything imported and built so far lives as long as the process: move it out of the
     # collector's sight, so a full collection under load scans only what requests made
     # (an idle relay's full collection took 8.6 ms, a pause every stream and waiter felt).
@@ -198,6 +204,8 @@ def check_config(args: argparse.Namespace) -> int:
     if settings.redis_url:
         print(f"redis cluster: {settings.redis_cluster}")
     print(f"listen: {settings.host}:{settings.port}")
+    if settings.metrics_port is not None:
+        print(f"metrics: {settings.host}:{settings.metrics_port}/metrics")
     print(f"config: {settings.config_path or '(none)'}")
     auth = "HS256" if settings.jwt_secret else "RS256" if settings.jwt_public_key else "off (401)"
     print(f"browser tokens: {auth}")

@@ -243,6 +243,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     post["parameters"] = [*post["parameters"], sub_path]
     document["paths"]["/webhooks/{source}/{path}"] = {"post": post}
     document["paths"].update(_dead_letter_paths())
+    if settings.metrics_port is not None:
+        del document["paths"]["/metrics"]  # served on RELAY_METRICS_PORT, not here
     document["paths"][SCHEMA_PATH] = {
         "get": {
             "summary": "The JSON Schema (2020-12) of the update event",

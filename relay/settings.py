@@ -63,6 +63,8 @@ class LiveSettings:
 class Settings:
     host: str = "0.0.0.0"
     port: int = 8080
+    # /metrics on a port of its own (None: on the service port, as before)
+    metrics_port: int | None = None
     redis_url: str | None = None
     redis_timeout: float = 2.0
     redis_max_connections: int = 64
@@ -153,6 +155,7 @@ class Settings:
         settings = cls(
             host=env.get("RELAY_HOST") or "0.0.0.0",
             port=reader.integer("RELAY_PORT", 8080, minimum=0, maximum=65535),
+            metrics_port=reader.integer("RELAY_METRICS_PORT", 0, minimum=0, maximum=65535) or None,
             redis_url=reader.redis_url(),
             redis_timeout=reader.duration_us("RELAY_REDIS_TIMEOUT", "2s") / 1e6,
             redis_max_connections=reader.integer("RELAY_REDIS_MAX_CONNECTIONS", 64, minimum=1),
@@ -203,6 +206,8 @@ class Settings:
                 problems.append(
                     f"RELAY_REDIS_URL: a Redis Cluster has only database 0, not {database}"
                 )
+        if settings.metrics_port is not None and settings.metrics_port == settings.port:
+            problems.append("RELAY_METRICS_PORT: must differ from RELAY_PORT")
         largest = max(settings.max_body_bytes, settings.max_publish_bytes)
         if settings.max_body_bytes_in_flight_per_address < settings.max_body_bytes:
             problems.append(

@@ -197,4 +197,26 @@ def test_the_compose_file_runs_relay_redis_with_aof_and_prometheus():
         assert (ROOT / source).exists(), source
     prometheus = yaml.safe_load((ROOT / "config/prometheus.yml").read_text())
     (job,) = prometheus["scrape_configs"]
-    assert job["static_configs"][0]["targets"] == ["relay:8080"]
+    metrics_port = services["relay"]["environment"]["RELAY_METRICS_PORT"]
+    assert job["static_configs"][0]["targets"] == [f"relay:{metrics_port}"]
+
+
+def test_metrics_have_their_own_port_that_only_monitoring_may_reach():
+    (deployment,) = documents(K8S / "base/deployment.yaml")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert int(env["RELAY_METRICS_PORT"]) == ports["metrics"] != ports["http"]
+    (service,) = documents(K8S / "base/service.yaml")
+    assert {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"} in (
+        service["spec"]["ports"]
+    )
+    (monitor,) = documents(K8S / "components/monitoring/servicemonitor.yaml")
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    (policy,) = documents(K8S / "base/networkpolicy.yaml")
+    rules = {rule["ports"][0]["port"]: rule for rule in policy["spec"]["ingress"]}
+    assert set(rules) == {ports["http"], ports["metrics"]}
+    # Every ingress rule names who may come in: nothing is open to everyone.
+    assert all(rule.get("from") for rule in rules.values())
+    (monitoring,) = rules[ports["metrics"]]["from"]
+    assert "namespaceSelector" in monitoring

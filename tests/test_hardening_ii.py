@@ -466,3 +466,35 @@ async def test_a_flood_of_refusals_is_sampled_not_logged_line_by_line(logging_re
     print(f"3000 refusals: {len(refusals)} refusal lines, {len(summaries)} summaries")
     assert len(refusals) <= 100
     assert sum(s["suppressed"] for s in summaries) + len(refusals) == 3000
+
+
+def _status(url: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_metrics_port_serves_metrics_there_only():
+    from tests.servers import free_port
+
+    metrics_port = free_port()
+    env = {"RELAY_JWT_SECRET": JWT_SECRET, "RELAY_API_KEYS": API_KEY, "RELAY_CONFIG": ""}
+    relay = RelayProcess({**env, "RELAY_METRICS_PORT": str(metrics_port)}).start()
+    try:
+        on_service = _status(f"{relay.url}/metrics")
+        on_metrics = _status(f"http://127.0.0.1:{metrics_port}/metrics")
+        elsewhere = _status(f"http://127.0.0.1:{metrics_port}/healthz")
+    finally:
+        relay.stop()
+    print(f"service port /metrics: {on_service}; metrics port: {on_metrics}")
+    assert (on_service, on_metrics, elsewhere) == (404, 200, 404)
+    unset = RelayProcess(env).start()  # unset: unchanged, /metrics on the service port
+    try:
+        assert _status(f"{unset.url}/metrics") == 200
+    finally:
+        unset.stop()
