@@ -10,12 +10,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import kubernetes_validate
 import promql_parser
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from relay.metrics import Metrics
 
@@ -64,7 +67,8 @@ def test_the_image_runs_as_non_root_and_stops_on_sigterm():
     assert 'ENTRYPOINT ["relay"]' in runtime and 'CMD ["serve"]' in runtime
     assert "pytest" not in runtime and "[test]" not in text  # runtime dependencies only
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert ignored[ignored.index("**") :][:4] == ["**", "!pyproject.toml", "!README.md", "!relay/"]
+    allowed = ["**", "!pyproject.toml", "!requirements.lock", "!README.md", "!relay/"]
+    assert ignored[ignored.index("**") :][:5] == allowed
 
 
 def test_yamllint_passes_on_every_yaml_file():
@@ -220,3 +224,25 @@ def test_metrics_have_their_own_port_that_only_monitoring_may_reach():
     assert all(rule.get("from") for rule in rules.values())
     (monitoring,) = rules[ports["metrics"]]["from"]
     assert "namespaceSelector" in monitoring
+
+
+def locked_versions() -> dict[str, str]:
+    pins = re.findall(
+        r"^([A-Za-z0-9_.-]+)==([^\s;\\]+)", (ROOT / "requirements.lock").read_text(), re.M
+    )
+    return {canonicalize_name(name): version for name, version in pins}
+
+
+def test_the_lock_satisfies_every_runtime_dependency_and_the_image_installs_it():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    locked = locked_versions()
+    for text in [*project["dependencies"], *project["optional-dependencies"]["fast"]]:
+        requirement = Requirement(text)
+        name = canonicalize_name(requirement.name)
+        assert name in locked, f"{name} is not in requirements.lock: regenerate it (README)"
+        assert requirement.specifier.contains(locked[name]), (text, locked[name])
+    redis = next(Requirement(t) for t in project["dependencies"] if t.startswith("redis"))
+    assert not redis.specifier.contains("9.0"), "redis-py's next major must be capped"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "--require-hashes -r requirements.lock" in dockerfile
+    assert "!requirements.lock" in (ROOT / ".dockerignore").read_text()

@@ -1,8 +1,9 @@
 """The container image without Docker: there is no Docker daemon on this machine (nor in
 CI), so the Dockerfile's two stages are rehearsed on the host, step for step.
 
-Build stage: a fresh virtualenv, `pip install --only-binary=:all: --no-binary=relay
-".[fast]"` from a copy of exactly what `.dockerignore` lets into the context, compileall.
+Build stage: a fresh virtualenv, `pip install --only-binary=:all: --require-hashes -r
+requirements.lock`, then `pip install --no-deps --no-binary=relay ".[fast]"` from a copy of
+exactly what `.dockerignore` lets into the context, `pip check`, compileall.
 Runtime stage: `relay serve` from that virtualenv (not the checkout: a real, non-editable
 install, so package data that the wheel forgot would show), as uid 10001 when the tests
 run as root, in a working directory it cannot write, with no home, against a real Redis:
@@ -40,13 +41,20 @@ def image_venv() -> Path:
     folder.chmod(0o755)
     context = folder / "context"
     context.mkdir()
-    for name in ("pyproject.toml", "README.md"):  # what .dockerignore lets through
+    for name in (
+        "pyproject.toml",
+        "requirements.lock",
+        "README.md",
+    ):  # what .dockerignore lets through
         shutil.copy(ROOT / name, context / name)
     shutil.copytree(ROOT / "relay", context / "relay", ignore=shutil.ignore_patterns("__pycache__"))
     venv = folder / "opt-relay"
     _run([_interpreter(), "-m", "venv", str(venv)])
     pip = [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check"]
-    _run([*pip, "--only-binary=:all:", "--no-binary=relay", ".[fast]"], cwd=context)
+    lock = ["--only-binary=:all:", "--require-hashes", "-r", "requirements.lock"]
+    _run([*pip, *lock], cwd=context)
+    _run([*pip, "--no-deps", "--no-binary=relay", ".[fast]"], cwd=context)
+    _run([str(venv / "bin" / "pip"), "check"])
     _run([str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")])
     shutil.rmtree(context)
     yield venv
