@@ -56,6 +56,7 @@ def build_store(settings: Settings) -> Store:
             settings.redis_timeout,
             settings.redis_cluster,
             settings.redis_max_connections,
+            settings.redis_min_replicas,
         )
     from relay.store.memory import MemoryStore
 

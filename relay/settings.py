@@ -68,6 +68,8 @@ class Settings:
     redis_url: str | None = None
     redis_timeout: float = 2.0
     redis_max_connections: int = 64
+    # Replicas that must have an append before it is acknowledged (WAIT); 0: the master's word
+    redis_min_replicas: int = 0
     redis_cluster: str = "auto"  # auto: ask the server (INFO cluster) on first use
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key: str | None = field(default=None, repr=False)
@@ -159,6 +161,7 @@ class Settings:
             redis_url=reader.redis_url(),
             redis_timeout=reader.duration_us("RELAY_REDIS_TIMEOUT", "2s") / 1e6,
             redis_max_connections=reader.integer("RELAY_REDIS_MAX_CONNECTIONS", 64, minimum=1),
+            redis_min_replicas=reader.integer("RELAY_REDIS_MIN_REPLICAS", 0, minimum=0),
             redis_cluster=reader.choice("RELAY_REDIS_CLUSTER", ("auto", "yes", "no"), "auto"),
             jwt_secret=env.get("RELAY_JWT_SECRET") or None,
             jwt_public_key=jwt_public_key,
@@ -219,6 +222,8 @@ class Settings:
                 "RELAY_MAX_BODY_BYTES_IN_FLIGHT: three quarters of it (what unauthenticated "
                 "bodies may fill) must hold the largest body allowed"
             )
+        if settings.redis_min_replicas and settings.redis_cluster == "yes":
+            problems.append("RELAY_REDIS_MIN_REPLICAS is not supported with a Redis Cluster")
         if settings.jwt_secret and settings.jwt_public_key:
             problems.append(
                 "RELAY_JWT_SECRET and RELAY_JWT_PUBLIC_KEY are both set: choose HS256 or RS256"

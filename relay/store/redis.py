@@ -33,6 +33,7 @@ from relay.store.base import Page, Retention, page_from
 from relay.store.keys import clock_key, ids_key, meta_key, stream_key
 from relay.store.redis_hints import WAKE_CHANNEL, OnHint, OnState, watch_hints
 from relay.store.redis_shard_hints import OnGap, watch_shard_hints
+from relay.store.replicated import ReplicatedScript
 from relay.store.shard_channels import account_channel, slot_channel
 
 
@@ -137,8 +138,10 @@ class RedisStore:
         retention: Retention | None = None,
         timeout: float = 2.0,
         in_flight: int = MAX_IN_FLIGHT,
+        min_replicas: int = 0,
     ) -> None:
         self.retention = retention or Retention()
+        self.min_replicas = min_replicas
         self.timeout = timeout
         self._limits = (
             self.retention.max_events,
@@ -164,6 +167,12 @@ class RedisStore:
         self.clustered = isinstance(client, RedisCluster)
         self._append = client.register_script(APPEND_LUA)
         self._read = client.register_script(READ_LUA)
+        if self.min_replicas:
+            # RELAY_REDIS_MIN_REPLICAS (see replicated.py): WAIT below the socket timeout.
+            if self.clustered:
+                raise StoreUnavailable("RELAY_REDIS_MIN_REPLICAS is not supported on a cluster")
+            wait_ms = int(self.timeout * 750)
+            self._append = ReplicatedScript(self._append, self.min_replicas, wait_ms)
 
     @classmethod
     def from_url(
@@ -173,6 +182,7 @@ class RedisStore:
         timeout: float = 2.0,
         cluster: ClusterMode | str = "auto",
         in_flight: int = MAX_IN_FLIGHT,
+        min_replicas: int = 0,
     ) -> RedisStore:
         """`cluster="auto"` asks the server on first use (nothing is opened before)."""
         client = None
@@ -180,7 +190,7 @@ class RedisStore:
             client = connect_cluster(url, timeout, in_flight)
         elif cluster == "no":
             client = connect(url, timeout, in_flight)
-        store = cls(client, retention, timeout, in_flight)
+        store = cls(client, retention, timeout, in_flight, min_replicas)
         store._url = url
         return store
 
