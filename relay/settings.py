@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from relay.events import ACCOUNT_PATTERN
 from relay.store.base import Retention
+from relay.store.connections import parse_sentinel_url
 
 DEFAULT_CONFIG = Path("config/relay.toml")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
@@ -114,8 +115,10 @@ class Settings:
         values = [*(self.jwt_secret or "").split(), *self.api_keys]
         for source in self.sources.values():
             values += source.secrets.values()
+        values.append(os.environ.get("RELAY_REDIS_SENTINEL_PASSWORD", ""))
         if self.redis_url and "@" in self.redis_url:
-            values.append(self.redis_url.split("@", 1)[0].rsplit(":", 1)[-1])
+            password = self.redis_url.split("@", 1)[0].rsplit(":", 1)[-1]
+            values += [password, unquote(password)]
         return [value for value in values if value and len(value) >= 4]
 
     @classmethod
@@ -203,7 +206,13 @@ class Settings:
             sources=_load_sources(config_path, env, problems) if config_path else {},
             demo=reader.flag("RELAY_DEMO"),
         )
-        if settings.redis_cluster == "yes" and settings.redis_url:
+        if (
+            settings.redis_cluster == "yes"
+            and settings.redis_url
+            and settings.redis_url.startswith("redis+sentinel://")
+        ):
+            problems.append("RELAY_REDIS_CLUSTER=yes: Sentinel watches a master, not a cluster")
+        elif settings.redis_cluster == "yes" and settings.redis_url:
             database = urlsplit(settings.redis_url).path.strip("/")
             if database not in ("", "0"):
                 problems.append(
@@ -301,8 +310,28 @@ class _Reader:
 
     def redis_url(self) -> str | None:
         raw = self.env.get("RELAY_REDIS_URL", "").strip()
+        sentinels = self.env.get("RELAY_REDIS_SENTINELS", "").strip()
+        if sentinels:
+            # RELAY_REDIS_SENTINELS=host:26379,host:26379 is the sentinel URL spelled out;
+            # a password for the master comes from RELAY_REDIS_PASSWORD.
+            if raw:
+                self.problems.append("RELAY_REDIS_URL and RELAY_REDIS_SENTINELS: set one")
+                return None
+            service = self.env.get("RELAY_REDIS_SENTINEL_SERVICE", "").strip() or "mymaster"
+            password = self.env.get("RELAY_REDIS_PASSWORD", "")
+            auth = f":{quote(password, safe='')}@" if password else ""
+            raw = f"redis+sentinel://{auth}{sentinels}/{quote(service, safe='')}/0"
+        if raw.startswith("redis+sentinel://"):
+            try:
+                parse_sentinel_url(raw)
+            except ValueError as error:
+                self.problems.append(f"RELAY_REDIS_URL: {error}")
+                return None
+            return raw
         if raw and not raw.startswith(("redis://", "rediss://", "unix://")):
-            self.problems.append("RELAY_REDIS_URL: expected a redis://, rediss:// or unix:// URL")
+            self.problems.append(
+                "RELAY_REDIS_URL: expected a redis://, rediss://, unix:// or redis+sentinel:// URL"
+            )
             return None
         return raw or None
 

@@ -9,14 +9,18 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
+import tempfile
+import time
 
 import aiohttp
 import orjson
 import pytest
+import redis
 
 from relay.store.keys import stream_key
-from tests.conftest import API, API_KEY, JWT_SECRET
-from tests.servers import RedisServer, RelayProcess, wait_until
+from tests.conftest import API, API_KEY, JWT_SECRET, redis_cluster_binary
+from tests.servers import RedisServer, RelayProcess, free_port, wait_until
 
 
 class MovableProxy:
@@ -74,7 +78,8 @@ class MovableProxy:
 
 
 def replica_of(master: RedisServer) -> RedisServer:
-    replica = RedisServer("--replicaof", "127.0.0.1", str(master.port)).start()
+    replica = RedisServer("--replicaof", "127.0.0.1", str(master.port), binary=master.binary)
+    replica.start()
     wait_until(
         lambda: replica.client().info("replication")["master_link_status"] == "up",
         what="the replica's link to its master",
@@ -139,8 +144,12 @@ async def test_a_frozen_replica_then_a_promotion_by_hand_loses_no_acknowledged_e
         await asyncio.sleep(1.0)
         before_freeze = len(acked)
         os.kill(replica.process.pid, signal.SIGSTOP)
-        await asyncio.sleep(2.5)
-        during_freeze = len(acked) - before_freeze
+        # Answers already on their way when the replica stopped may still arrive: WAIT had
+        # returned. Anything acknowledged later than that would be a broken promise.
+        await asyncio.sleep(0.5)
+        settled = len(acked)
+        await asyncio.sleep(2.0)
+        during_freeze = len(acked) - settled
         master.stop()  # SIGKILL, with the replica still frozen
         os.kill(replica.process.pid, signal.SIGCONT)
         replica.client().execute_command("REPLICAOF", "NO", "ONE")  # promoted by hand
@@ -151,7 +160,7 @@ async def test_a_frozen_replica_then_a_promotion_by_hand_loses_no_acknowledged_e
         await asyncio.sleep(3.0)
         stop.set()
         refused = sum(await asyncio.gather(*publishers))
-        after_promotion = len(acked) - before_freeze - during_freeze
+        after_promotion = len(acked) - settled - during_freeze
         lost = sorted(set(acked) - stored_ids(replica))
         print(
             f"min_replicas={min_replicas}: {len(acked)} acknowledged ({during_freeze} while "
@@ -175,3 +184,142 @@ async def test_a_frozen_replica_then_a_promotion_by_hand_loses_no_acknowledged_e
         for server in (replica, master, spare):
             if server is not None:
                 server.stop()
+
+
+class SentinelServer:
+    """One `redis-server --sentinel` watching `master` as "mymaster", quorum 1, declaring
+    it down after 1 s."""
+
+    def __init__(self, master: RedisServer) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="relay-sentinel-")
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        with open(self.conf, "w") as conf:
+            conf.write(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                f"logfile {os.path.join(self.dir, 'sentinel.log')}\n"
+                f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
+                "sentinel down-after-milliseconds mymaster 1000\n"
+                "sentinel failover-timeout mymaster 5000\n"
+            )
+        self.binary = master.binary
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> SentinelServer:
+        self.process = subprocess.Popen(
+            [self.binary, self.conf, "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: self.client().ping(), what=f"sentinel on port {self.port}")
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=5, protocol=2, decode_responses=True)
+
+    def master_port(self) -> int:
+        return int(
+            self.client().execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")[1]
+        )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+async def test_sentinel_promotes_the_replica_and_relay_follows_losing_no_acknowledged_event():
+    binary = redis_cluster_binary()  # Redis >= 7 where there is one (always in CI)
+    master = RedisServer(binary=binary).start()
+    replica = replica_of(master)
+    sentinel = SentinelServer(master).start()
+    wait_until(
+        lambda: len(sentinel.client().execute_command("SENTINEL", "REPLICAS", "mymaster")) == 1,
+        what="the sentinel to see the replica",
+    )
+    relay = RelayProcess(
+        {
+            "RELAY_REDIS_URL": f"redis+sentinel://127.0.0.1:{sentinel.port}/mymaster/0",
+            "RELAY_REDIS_MIN_REPLICAS": "1",
+            "RELAY_REDIS_TIMEOUT": "1s",
+            "RELAY_JWT_SECRET": JWT_SECRET,
+            "RELAY_API_KEYS": API_KEY,
+            "RELAY_CONFIG": "",
+        }
+    )
+    await asyncio.to_thread(relay.start)
+    stop, acked = asyncio.Event(), []
+    spare: RedisServer | None = None
+    publishers = [
+        asyncio.ensure_future(publish_until(relay.url, stop, worker, acked)) for worker in range(4)
+    ]
+    try:
+        await asyncio.sleep(1.0)
+        before_freeze = len(acked)
+        os.kill(replica.process.pid, signal.SIGSTOP)
+        # Answers already on their way when the replica stopped may still arrive: WAIT had
+        # returned. Anything acknowledged later than that would be a broken promise.
+        await asyncio.sleep(0.5)
+        settled = len(acked)
+        await asyncio.sleep(2.0)
+        during_freeze = len(acked) - settled
+        master.stop()  # SIGKILL, with the replica still frozen
+        os.kill(replica.process.pid, signal.SIGCONT)
+        started = time.monotonic()
+        await asyncio.to_thread(
+            wait_until,
+            lambda: sentinel.master_port() == replica.port,
+            30,
+            0.1,
+            "the sentinel to promote the replica",
+        )
+        promoted_after = time.monotonic() - started
+        spare = await asyncio.to_thread(replica_of, replica)
+        await asyncio.sleep(3.0)
+        stop.set()
+        refused = sum(await asyncio.gather(*publishers))
+        after_promotion = len(acked) - settled - during_freeze
+        lost = sorted(set(acked) - stored_ids(replica))
+        print(
+            f"sentinel: promoted {promoted_after:.1f}s after the kill; {len(acked)} "
+            f"acknowledged ({during_freeze} while the replica was frozen, {after_promotion} "
+            f"after the promotion), {refused} answers 503; lost: {len(lost)}"
+        )
+        assert before_freeze > 0 and after_promotion > 0  # relay followed, no restart
+        assert during_freeze == 0 and lost == []
+    finally:
+        stop.set()
+        for task in publishers:
+            task.cancel()
+        with contextlib.suppress(ProcessLookupError, TypeError, AttributeError):
+            os.kill(replica.process.pid, signal.SIGCONT)
+        relay.stop()
+        sentinel.stop()
+        for server in (replica, master, spare):
+            if server is not None:
+                server.stop()
+
+
+def test_sentinel_urls_and_settings():
+    from relay.settings import ConfigError, Settings
+    from relay.store.connections import parse_sentinel_url
+
+    target = parse_sentinel_url("redis+sentinel://:p%40ss@10.0.0.1:26379,10.0.0.2/relay/2")
+    assert target.sentinels == (("10.0.0.1", 26379), ("10.0.0.2", 26379))
+    assert (target.service, target.db, target.password) == ("relay", 2, "p@ss")
+    spelled_out = Settings.from_env(
+        {"RELAY_CONFIG": "", "RELAY_REDIS_SENTINELS": "s1:26379,s2:26379"}
+    )
+    assert spelled_out.redis_url == "redis+sentinel://s1:26379,s2:26379/mymaster/0"
+    for env in (
+        {"RELAY_REDIS_URL": "redis+sentinel://s1:26379"},  # no service name
+        {"RELAY_REDIS_URL": "redis+sentinel://s1:x/mymaster"},
+        {"RELAY_REDIS_URL": "redis://r:6379/0", "RELAY_REDIS_SENTINELS": "s1:26379"},
+        {
+            "RELAY_REDIS_URL": "redis://r:6379/0",
+            "RELAY_REDIS_MIN_REPLICAS": "1",
+            "RELAY_REDIS_CLUSTER": "yes",
+        },
+    ):
+        with pytest.raises(ConfigError):
+            Settings.from_env({"RELAY_CONFIG": "", **env})

@@ -30,6 +30,7 @@ from relay.cursor import Cursor
 from relay.errors import StoreUnavailable
 from relay.events import Appended, Event, StoredEvent
 from relay.store.base import Page, Retention, page_from
+from relay.store.connections import client_from_url
 from relay.store.keys import clock_key, ids_key, meta_key, stream_key
 from relay.store.redis_hints import WAKE_CHANNEL, OnHint, OnState, watch_hints
 from relay.store.redis_shard_hints import OnGap, watch_shard_hints
@@ -85,7 +86,8 @@ def _options(timeout: float, in_flight: int) -> dict[str, Any]:
 
 
 def connect(url: str, timeout: float, in_flight: int = MAX_IN_FLIGHT) -> redis.Redis:
-    return redis.Redis.from_url(url, **_options(timeout, in_flight))
+    # redis://, rediss://, unix:// or redis+sentinel:// (see connections.py).
+    return client_from_url(url, **_options(timeout, in_flight))
 
 
 def connect_cluster(url: str, timeout: float, in_flight: int = MAX_IN_FLIGHT) -> RedisCluster:

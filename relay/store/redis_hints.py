@@ -12,12 +12,12 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from relay.cursor import Cursor
+from relay.store.connections import client_from_url
 
 WAKE_CHANNEL = "relay:wake"
 OnHint = Callable[[str, Cursor], None]
@@ -55,7 +55,7 @@ async def watch_hints(
     backoff = 0.05
     while True:
         raise_if_cancelled()
-        client = redis.Redis.from_url(url, **subscriber_options(timeout))
+        client = client_from_url(url, **subscriber_options(timeout))
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(channel)
