@@ -34,6 +34,7 @@ from relay.ratelimit import RateLimiter
 from relay.settings import Settings
 from relay.store.base import Store
 from relay.store.dead_letters import DeadLetters, MemoryDeadLetters, RedisDeadLetters
+from relay.store_health import store_health_ctx
 
 
 def build_store(settings: Settings) -> Store:
@@ -77,6 +78,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     observed.on_append = app[LIVE].on_append
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(wakeups_ctx)
+    app.cleanup_ctx.append(store_health_ctx)
     app.on_shutdown.append(close_live)
     fanout_routes.add_routes(app)
     ingest_routes.add_routes(app)
