@@ -143,3 +143,13 @@ def test_sse_refused_by_a_proxy_falls_back_to_long_poll_and_delivers_everything(
         assert echoed and all("%2B00%3A00" in r and "+" not in r for r in echoed)
     finally:
         proxy.stop()
+
+
+def test_the_help_box_names_this_pages_own_address(browser, start_relay):
+    relay = start_relay()
+    browser.get(f"{relay.url}/demo")
+    wait_for(browser, lambda d: status(d) == "offline", "status offline without a token")
+    help_text = browser.execute_script("return document.getElementById('help').innerText")
+    assert f'echo "{relay.url}/demo?token=$TOKEN"' in help_text
+    assert f"relay publish --url {relay.url} " in help_text
+    assert "localhost:8080" not in help_text and "open " not in help_text.replace("# open", "")

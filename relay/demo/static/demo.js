@@ -109,6 +109,10 @@ function onError(error) {
 }
 
 if (!token) {
+  // The commands name this page's own address, whatever host and port serve it.
+  const page = location.origin + location.pathname;
+  for (const span of document.querySelectorAll("#help .page-url")) span.textContent = page;
+  for (const span of document.querySelectorAll("#help .page-origin")) span.textContent = location.origin;
   $("help").hidden = false;
   onStatus("offline", { transport: "" });
 } else {
