@@ -7,22 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import web
 
-from relay.appkeys import SETTINGS, STORE
+from relay.appkeys import METRICS, SETTINGS, STORE
 from relay.errors import StoreUnavailable
 from relay.logs import get_logger
+from relay.metrics import Metrics
 from relay.store.base import Store
 
 log = get_logger("relay.store")
 
-# While the store answers, a ping now and then is enough to notice it going away; while
-# it is down, a ping every second notices its return promptly.
-UP_INTERVAL = 5.0
+# While it is down, a ping every second notices its return promptly. While it answers,
+# nothing is sent: a failed store call (any request's) is what prompts the next ping.
 DOWN_INTERVAL = 1.0
+FAILURE_CHECK = 1.0
 EFFECT = "polls, long-polls, SSE, publishes and webhooks answer 503 until it answers"
 
 
@@ -50,10 +51,12 @@ async def probe(store: Store) -> str | None:
     return None
 
 
-async def watch_store(store: Store, where: str) -> None:
+async def watch_store(store: Store, where: str, failures: Callable[[], float]) -> None:
+    """Ping at start; then, while the store answers, ping again only once `failures()` (the
+    count of failed store calls) has grown, so a healthy store sees no extra traffic."""
     down_since: float | None = None
+    reason = await probe(store)
     while True:
-        reason = await probe(store)
         if reason is not None and down_since is None:
             down_since = time.monotonic()
             log.warning("store.unavailable", store=where, reason=reason, effect=EFFECT)
@@ -61,7 +64,27 @@ async def watch_store(store: Store, where: str) -> None:
             seconds = round(time.monotonic() - down_since, 1)
             log.info("store.available", store=where, after_seconds=seconds)
             down_since = None
-        await asyncio.sleep(UP_INTERVAL if down_since is None else DOWN_INTERVAL)
+        if down_since is None:
+            seen = failures()
+            while failures() == seen:
+                await asyncio.sleep(FAILURE_CHECK)
+        else:
+            await asyncio.sleep(DOWN_INTERVAL)
+        reason = await probe(store)
+
+
+def failed_calls(metrics: Metrics) -> Callable[[], float]:
+    """How many store calls have failed so far (relay_store_errors_total, every op)."""
+
+    def count() -> float:
+        return sum(
+            sample.value
+            for family in metrics.store_errors.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+
+    return count
 
 
 async def store_health_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -70,7 +93,8 @@ async def store_health_ctx(app: web.Application) -> AsyncIterator[None]:
     if not url:
         yield
         return
-    task = asyncio.create_task(watch_store(app[STORE], without_password(url)))
+    where = without_password(url)
+    task = asyncio.create_task(watch_store(app[STORE], where, failed_calls(app[METRICS])))
     yield
     # As for the hints watch (relay.app): a cancellation can be swallowed by redis-py on
     # Python 3.11, so cancel until the task has ended.

@@ -201,6 +201,34 @@ def test_a_redis_down_at_start_is_one_warning_and_one_line_when_back():
         redis_server.stop()
 
 
+def test_an_outage_while_running_is_one_warning_and_one_line_when_back():
+    redis_server = RedisServer().start()
+    env = {"RELAY_JWT_SECRET": JWT_SECRET, "RELAY_API_KEYS": API_KEY}
+    process, log = _serve({**env, "RELAY_REDIS_URL": redis_server.url}, "--port", "0")
+    try:
+        wait_until(lambda: _event(log, "relay.listening"), timeout=20, what="relay.listening")
+        port = _event(log, "relay.listening")["port"]
+        assert _event(log, "store.unavailable") is None
+        redis_server.stop()
+        # A healthy store is never pinged in the background: a failed call prompts the check.
+        publish = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/publish",
+            data=json.dumps({"account": "acme", "type": "message.created", "data": {}}).encode(),
+            headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(publish, timeout=10)
+        assert refused.value.code == 503
+        wait_until(lambda: _event(log, "store.unavailable"), timeout=20, what="the warning")
+        redis_server.start()
+        wait_until(lambda: _event(log, "store.available"), timeout=20, what="the recovery")
+        assert log.read_text().count('"store.unavailable"') == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(20)
+        redis_server.stop()
+
+
 def test_check_config_connect_tries_the_store():
     port = free_port()
     down = relay_cli(
