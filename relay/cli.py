@@ -109,6 +109,8 @@ def serve(args: argparse.Namespace) -> int:
     except ListenError as error:
         print(f"relay: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        return 130
     return 0
 
 
