@@ -202,6 +202,7 @@ def check_config(args: argparse.Namespace) -> int:
     auth = "HS256" if settings.jwt_secret else "RS256" if settings.jwt_public_key else "off (401)"
     print(f"browser tokens: {auth}")
     print(f"api keys: {len(settings.api_keys)}")
+    print(f"cors origins: {', '.join(settings.cors_origins) or '(same origin only)'}")
     r = settings.retention
     print(f"retention: max_events={r.max_events} max_age={r.max_age_us // 1_000_000}s")
     for name, source in sorted(settings.sources.items()):
