@@ -21,6 +21,7 @@ from relay.appkeys import (
     WEBHOOK_LIMITER,
 )
 from relay.auth import TokenVerifier
+from relay.cors import allow_browser_origins
 from relay.errors import StoreUnavailable
 from relay.fanout import routes as fanout_routes
 from relay.fanout.live import Live
@@ -88,6 +89,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.router.add_get("/openapi.json", openapi_handler)
     app.router.add_get("/schemas/update-event.json", schema_handler)
     demo.add_routes(app)  # only with RELAY_DEMO=1
+    allow_browser_origins(app, settings.cors_origins, fanout_routes.BROWSER_PATHS)
     return app
 
 

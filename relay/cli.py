@@ -220,6 +220,7 @@ def check_config(args: argparse.Namespace) -> int:
         auth = "off: browser routes answer 401 (set RELAY_JWT_SECRET or RELAY_JWT_PUBLIC_KEY)"
     print(f"browser tokens: {auth}")
     print(f"api keys: {len(settings.api_keys)}")
+    print(f"cors origins: {', '.join(settings.cors_origins) or '(same origin only)'}")
     r = settings.retention
     print(f"retention: max_events={r.max_events} max_age={r.max_age_us // 1_000_000}s")
     for name, source in sorted(settings.sources.items()):

@@ -109,6 +109,8 @@ class Settings:
     config_path: Path | None = None
     sources: Mapping[str, Source] = field(default_factory=dict)
     demo: bool = False  # RELAY_DEMO=1 serves the demo inbox at /demo
+    # RELAY_CORS_ORIGINS: pages of these origins (or "*": any) may call the browser routes.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def engine(self) -> str:
@@ -191,6 +193,7 @@ class Settings:
             config_path=config_path,
             sources=_load_sources(config_path, env, problems) if config_path else {},
             demo=reader.flag("RELAY_DEMO"),
+            cors_origins=reader.origins("RELAY_CORS_ORIGINS"),
         )
         if settings.redis_cluster == "yes" and settings.redis_url:
             database = urlsplit(settings.redis_url).path.strip("/")
@@ -298,6 +301,36 @@ class _Reader:
             self.problems.append(f"{name}: expected one of {', '.join(allowed)}, got {raw!r}")
             return default
         return raw
+
+    def origins(self, name: str) -> tuple[str, ...]:
+        """Comma-separated web origins as browsers send them (`https://inbox.example.com`,
+        a port where it is not the default), or `*`. A path or a trailing slash never
+        matches a browser's Origin header, so it is refused rather than silently useless."""
+        origins = []
+        for raw in self.env.get(name, "").split(","):
+            origin = raw.strip()
+            if not origin:
+                continue
+            if origin == "*":
+                origins.append(origin)
+                continue
+            parts = urlsplit(origin)
+            try:
+                parts.port  # noqa: B018 - raises on a port that is not a number
+            except ValueError:
+                parts = urlsplit("")
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or origin != f"{parts.scheme}://{parts.netloc}"
+                or "@" in parts.netloc
+            ):
+                self.problems.append(
+                    f"{name}: {origin!r} is not an origin (scheme://host[:port], no path), or *"
+                )
+                continue
+            origins.append(origin.lower())
+        return tuple(dict.fromkeys(origins))
 
     def redis_url(self) -> str | None:
         raw = self.env.get("RELAY_REDIS_URL", "").strip()
