@@ -12,19 +12,22 @@ import promql_parser
 import pytest
 import yaml
 
+from relay.metrics import Metrics
 from tests.test_deploy import exported_metric_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "k8s/components/monitoring/relay-dashboard.json"
 
-# -- Metrics of subscribers (DESIGN.md, "Push"), which the subscriber delivery work adds to
-# relay/metrics.py. Until it is merged they are not registered; once it is, this set can be
-# emptied and the check below covers them like every other metric.
-PENDING_SUBSCRIBER_METRICS = {
-    "relay_subscriber_lag_seconds",
-    "relay_subscriber_deliveries_total",
-    "relay_subscriber_failing",
+# -- Metrics of subscribers (DESIGN.md, "Push"), with their labels, which the subscriber
+# delivery work adds to relay/metrics.py. Until it is merged they are not registered; once
+# it is, empty this table and the checks below cover them like every other metric.
+PENDING_SUBSCRIBER_METRICS: dict[str, set[str]] = {
+    "relay_subscriber_lag_seconds": {"subscriber"},
+    "relay_subscriber_deliveries_total": {"subscriber", "outcome"},
+    "relay_subscriber_failing": {"subscriber"},
 }
+# Labels Prometheus adds to every scraped series (the ServiceMonitor and compose's job).
+TARGET_LABELS = {"instance", "job", "namespace", "pod", "service", "container", "endpoint"}
 
 # Grafana's macros and this dashboard's variables, as Prometheus would receive them.
 GRAFANA_MACROS = {
@@ -47,11 +50,31 @@ def queries() -> list[tuple[str, str]]:
     ]
 
 
+def targets_of(title: str) -> list[str]:
+    (panel,) = [p for p in dashboard()["panels"] if p["title"] == title]
+    return [target["legendFormat"] for target in panel["targets"]]
+
+
 def as_prometheus_sees_it(expr: str) -> str:
     for macro, value in GRAFANA_MACROS.items():
         expr = expr.replace(macro, value)
     assert "$" not in expr, f"an unknown Grafana variable in {expr}"
     return expr
+
+
+def exported_labels() -> dict[str, set[str]]:
+    """Each exported series name and the labels relay gives it."""
+    labels: dict[str, set[str]] = {}
+    for metric in vars(Metrics()).values():
+        names = getattr(metric, "_labelnames", None)  # prometheus_client keeps them here
+        if names is None:
+            continue
+        for suffix in ("", "_total", "_count", "_sum"):
+            labels[metric._name + suffix] = set(names)
+        labels[metric._name + "_bucket"] = {*names, "le"}
+    for name, pending in PENDING_SUBSCRIBER_METRICS.items():
+        labels[name] = pending
+    return labels
 
 
 def metric_names(expr: str) -> set[str]:
@@ -73,14 +96,34 @@ def metric_names(expr: str) -> set[str]:
 def test_every_query_parses_and_names_only_metrics_relay_exports(title: str, expr: str):
     used = metric_names(expr)
     assert used, f"{title}: no metric in {expr}"
-    unknown = used - exported_metric_names() - PENDING_SUBSCRIBER_METRICS
+    unknown = used - exported_metric_names() - set(PENDING_SUBSCRIBER_METRICS)
     assert not unknown, f"{title}: {unknown} are not exported by relay"
+
+
+@pytest.mark.parametrize("title,expr", queries(), ids=[f"{t}:{e[:40]}" for t, e in queries()])
+def test_every_label_a_query_filters_or_groups_by_exists(title: str, expr: str):
+    labels = exported_labels()
+    known = set(TARGET_LABELS)
+    for name in metric_names(expr):
+        known |= labels[name]
+    used: set[str] = set()
+
+    def visit(node: object) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            used.update(m.name for m in node.matchers.matchers if m.name != "__name__")
+        if isinstance(node, promql_parser.AggregateExpr) and node.modifier is not None:
+            used.update(node.modifier.labels)
+
+    promql_parser.walk(promql_parser.parse(as_prometheus_sees_it(expr)), visit)
+    assert used <= known, f"{title}: labels {used - known} are not on {metric_names(expr)}"
+    for legend in re.findall(r"\{\{(\w+)\}\}", " ".join(targets_of(title))):
+        assert legend in known, f"{title}: legend {{{{{legend}}}}} is not a label"
 
 
 def test_pending_subscriber_metrics_are_the_designs_names():
     registered = exported_metric_names()
-    # Once registered, a name must leave the pending list (so the list never hides a typo).
-    assert not PENDING_SUBSCRIBER_METRICS & registered, PENDING_SUBSCRIBER_METRICS & registered
+    # Once registered, a name must leave the pending table (so it never hides a typo).
+    assert not set(PENDING_SUBSCRIBER_METRICS) & registered
 
 
 def test_the_dashboard_shows_what_the_issue_asks_for():
