@@ -2,10 +2,12 @@
 # Run: docker run -p 8080:8080 -e RELAY_REDIS_URL=redis://redis:6379/0 relay
 # Probes: liveness GET /healthz, readiness GET /readyz (503 while Redis does not answer).
 
-ARG PYTHON_IMAGE=python:3.12-slim-bookworm
+# BASE: any Debian-like image with python3 (>= 3.11) and venv as `python`; tools/image-smoke
+# passes a debootstrap-built Debian bookworm where no registry is reachable.
+ARG BASE=python:3.12-slim-bookworm
 
 # --- build: a virtualenv with relay and its runtime dependencies, nothing else ---------
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
@@ -23,7 +25,7 @@ RUN /opt/relay/bin/pip install --no-deps --no-binary=relay ".[fast]" \
  && /opt/relay/bin/python -m compileall -q /opt/relay/lib
 
 # --- runtime: the virtualenv, a non-root user, no build tools -------------------------
-FROM ${PYTHON_IMAGE} AS runtime
+FROM ${BASE} AS runtime
 LABEL org.opencontainers.image.title="relay" \
       org.opencontainers.image.description="Chat-provider webhooks to exactly-once browser updates" \
       org.opencontainers.image.licenses="MIT"

@@ -24,6 +24,7 @@ from relay.appkeys import (
 )
 from relay.auth import TokenVerifier
 from relay.body_budget import BodyBudget
+from relay.cors import allow_browser_origins
 from relay.errors import StoreUnavailable
 from relay.fanout import routes as fanout_routes
 from relay.fanout.live import Live
@@ -44,6 +45,7 @@ from relay.store.dead_letters import (
     MemoryDeadLetters,
     RedisDeadLetters,
 )
+from relay.store_health import store_health_ctx
 
 
 def build_store(settings: Settings) -> Store:
@@ -101,6 +103,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     observed.on_append = app[LIVE].on_append
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(wakeups_ctx)
+    app.cleanup_ctx.append(store_health_ctx)
     app.on_shutdown.append(close_live)
     app.on_cleanup.append(flush_sampled_logs)
     fanout_routes.add_routes(app)
@@ -114,6 +117,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.router.add_get("/openapi.json", openapi_handler)
     app.router.add_get("/schemas/update-event.json", schema_handler)
     demo.add_routes(app)  # only with RELAY_DEMO=1
+    allow_browser_origins(app, settings.cors_origins, fanout_routes.BROWSER_PATHS)
     return app
 
 

@@ -83,7 +83,7 @@ class TokenVerifier:
             raise Unauthorized("the token has expired", code="token_expired") from None
         except jwt.PyJWTError as error:
             raise Unauthorized(
-                f"the token is invalid: {_reason(error)}", code="bad_token"
+                f"the token is invalid: {_reason(error, self)}", code="bad_token"
             ) from None
         return claims
 
@@ -120,9 +120,26 @@ def jwt_keys(settings: Settings) -> list[str]:
     return []
 
 
-def _reason(error: jwt.PyJWTError) -> str:
-    # PyJWT's messages never echo the token; keep them short and generic all the same.
-    return type(error).__name__.removesuffix("Error").replace("Invalid", "invalid ") or "invalid"
+def _reason(error: jwt.PyJWTError, verifier: TokenVerifier) -> str:
+    """What is wrong with the token, in words. PyJWT's own messages never echo the token,
+    but their class names (`Decode`) say nothing to whoever debugs a 401."""
+    if isinstance(error, jwt.InvalidSignatureError):
+        return "the signature does not match (signed with another secret or key?)"
+    if isinstance(error, jwt.InvalidAlgorithmError):
+        return f"it is not signed with {verifier.algorithms[0]}, the one algorithm accepted"
+    if isinstance(error, jwt.DecodeError):
+        return "it is malformed (expected three base64url parts: header.claims.signature)"
+    if isinstance(error, jwt.InvalidAudienceError):
+        return f"its audience (aud) is not {verifier.audience!r}"
+    if isinstance(error, jwt.InvalidIssuerError):
+        return f"its issuer (iss) is not {verifier.issuer!r}"
+    if isinstance(error, jwt.MissingRequiredClaimError):
+        return f"it has no {error.claim} claim"
+    if isinstance(error, jwt.ImmatureSignatureError):
+        return "it is not valid yet (nbf is in the future)"
+    if isinstance(error, jwt.InvalidIssuedAtError):
+        return "its iat (issued at) is in the future or not a number"
+    return "it could not be verified"
 
 
 def _viewer(claims: Mapping[str, object]) -> Viewer:

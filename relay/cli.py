@@ -4,6 +4,7 @@ and exit 1; never a traceback, never a half-configured server."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import json
 import os
@@ -15,9 +16,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
+from relay import __version__
 from relay.auth import mint_token
 from relay.logs import configure_logging, get_logger
-from relay.settings import ConfigError, Settings
+from relay.settings import ConfigError, Settings, api_keys_from, jwt_secret_problems
 
 _TTL = re.compile(r"(\d+)\s*([smhd]?)")
 
@@ -30,7 +32,7 @@ def load_settings() -> Settings:
         settings = Settings.from_env()
     except ConfigError as error:
         _fail(error.problems)
-    problems = provider_problems(settings.sources)
+    problems = provider_problems(settings.sources, settings.config_path)
     if problems:
         _fail(problems)
     return settings
@@ -48,6 +50,11 @@ def serve(args: argparse.Namespace) -> int:
     log = get_logger("relay")
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
+    if args.workers is None:
+        raw = os.environ.get("RELAY_WORKERS", "").strip() or "1"
+        if not raw.isdigit():
+            _fail([f"RELAY_WORKERS: expected an integer, got {raw!r}"])
+        args.workers = int(raw)
     if args.workers < 1:
         _fail([f"--workers must be at least 1, got {args.workers}"])
     if args.workers > 1:
@@ -69,44 +76,43 @@ def serve(args: argparse.Namespace) -> int:
         )
     else:
         log.info("relay.engine", engine="redis")
-    from aiohttp import web
-
+    if not settings.jwt_secret and not settings.jwt_public_key:
+        log.warning(
+            "relay.no_browser_tokens",
+            note="browser routes answer 401: set RELAY_JWT_SECRET or RELAY_JWT_PUBLIC_KEY",
+        )
     from relay.app import REUSE_PORT, create_app
+    from relay.serving import ListenError, serve_until_signalled
 
     try:
         import uvloop
     except ImportError:
         uvloop = None
-    log.info(
-        "relay.listening",
-        host=host,
-        port=port,
-        metrics_port=settings.metrics_port,
-        sources=sorted(settings.sources),
-        pid=os.getpid(),
-    )
     app = create_app(settings)
     app[REUSE_PORT] = bool(args.reuse_port)
     # Everything imported and built so far lives as long as the process: move it out of the
     # collector's sight, so a full collection under load scans only what requests made
     # (an idle relay's full collection took 8.6 ms, a pause every stream and waiter felt).
     gc.freeze()
-    web.run_app(
+    running = serve_until_signalled(
         app,
-        host=host,
-        port=port,
-        access_log=None,
-        print=None,
-        # A long-poll or SSE client that disconnects frees its waiter at once.
-        handler_cancellation=True,
-        # Also the header timeout: a connection that has not completed a request this long
-        # after connecting (or after its last answer) is closed, which ends slowloris.
+        host,
+        port,
+        log,
+        reuse_port=args.reuse_port,
         keepalive_timeout=settings.keepalive_timeout,
         shutdown_timeout=settings.live.shutdown_timeout,
-        loop=uvloop.new_event_loop() if uvloop else None,
-        # --workers: every worker listens on the same port; the kernel spreads connections.
-        reuse_port=args.reuse_port or None,
+        sources=sorted(settings.sources),
+        metrics_port=settings.metrics_port,
     )
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+            runner.run(running)
+    except ListenError as error:
+        print(f"relay: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
+        return 130
     return 0
 
 
@@ -115,7 +121,7 @@ def supervise(workers: int, host: str, port: int, log) -> int:
     SIGTERM/SIGINT to them, and wait. If one dies on its own, stop the others and exit 1,
     so the process manager (Kubernetes, systemd) restarts the whole set."""
     command = [sys.executable, "-m", "relay.cli", "serve", "--host", host, "--port", str(port)]
-    command.append("--reuse-port")
+    command += ["--workers", "1", "--reuse-port"]  # not RELAY_WORKERS again
     children: dict[int, subprocess.Popen] = {}
     stopping = False
 
@@ -150,11 +156,15 @@ def supervise(workers: int, host: str, port: int, log) -> int:
 
 
 def token(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    if not settings.jwt_secret:
+    # Only the secret it signs with: a source's unset provider secret is no concern here.
+    secret = os.environ.get("RELAY_JWT_SECRET", "").strip()
+    if not secret:
         _fail(["RELAY_JWT_SECRET is not set: relay token mints HS256 tokens from it"])
+    problems = jwt_secret_problems(secret)
+    if problems:
+        _fail(problems)
     chats = [c for c in args.chats.split(",") if c] if args.chats else None
-    current = settings.jwt_secret.split()[0]  # the first of several is the current one
+    current = secret.split()[0]  # the first of several is the current one
     print(mint_token(current, args.account, args.user, chats, _ttl_seconds(args.ttl)))
     return 0
 
@@ -167,8 +177,9 @@ def _ttl_seconds(text: str) -> int:
 
 
 def publish(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    key = args.api_key or os.environ.get("RELAY_API_KEY") or next(iter(settings.api_keys), None)
+    # Only an API key and where relay listens: no source or store settings are needed.
+    env = os.environ
+    key = args.api_key or env.get("RELAY_API_KEY") or next(iter(api_keys_from(env)), None)
     if not key:
         _fail(["no API key: set RELAY_API_KEYS (or RELAY_API_KEY, or pass --api-key)"])
     try:
@@ -180,7 +191,8 @@ def publish(args: argparse.Namespace) -> int:
         event["id"] = args.id
     if args.chat_id:
         event["chat_id"] = args.chat_id
-    url = (args.url or f"http://127.0.0.1:{settings.port}").rstrip("/") + "/api/publish"
+    port = env.get("RELAY_PORT", "").strip() or "8080"
+    url = (args.url or f"http://127.0.0.1:{port}").rstrip("/") + "/api/publish"
     request = urllib.request.Request(
         url,
         data=json.dumps(event).encode(),
@@ -207,28 +219,68 @@ def check_config(args: argparse.Namespace) -> int:
     if settings.metrics_port is not None:
         print(f"metrics: {settings.host}:{settings.metrics_port}/metrics")
     print(f"config: {settings.config_path or '(none)'}")
-    auth = "HS256" if settings.jwt_secret else "RS256" if settings.jwt_public_key else "off (401)"
+    auth = "HS256" if settings.jwt_secret else "RS256" if settings.jwt_public_key else None
+    if auth is None:
+        auth = "off: browser routes answer 401 (set RELAY_JWT_SECRET or RELAY_JWT_PUBLIC_KEY)"
     print(f"browser tokens: {auth}")
     print(f"api keys: {len(settings.api_keys)}")
+    print(f"cors origins: {', '.join(settings.cors_origins) or '(same origin only)'}")
     r = settings.retention
     print(f"retention: max_events={r.max_events} max_age={r.max_age_us // 1_000_000}s")
     for name, source in sorted(settings.sources.items()):
         print(f"source {name}: provider={source.provider} account={source.account}")
+    if args.connect:
+        reason = asyncio.run(_try_store(settings))
+        if reason is not None:
+            print(f"relay: store error: {reason}", file=sys.stderr)
+            return 1
+        print("store: reachable")
     print("ok")
     return 0
 
 
+async def _try_store(settings: Settings) -> str | None:
+    """None when the configured store answers a ping, else one line saying why not."""
+    from relay.app import build_store
+    from relay.store_health import probe, without_password
+
+    store = build_store(settings)
+    try:
+        reason = await probe(store)
+    finally:
+        await store.close()
+    if reason is None:
+        return None
+    return f"cannot reach {without_password(settings.redis_url or '')}: {reason}"
+
+
+_SERVE_EPILOG = """\
+Every other setting is an environment variable (RELAY_REDIS_URL, RELAY_JWT_SECRET,
+RELAY_API_KEYS, ...): see the configuration table in README.md. The sources are read from
+RELAY_CONFIG (default config/relay.toml). `relay check-config` shows what would run."""
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="relay", description=__doc__)
+    root.add_argument("--version", action="version", version=f"relay {__version__}")
     commands = root.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("serve", help="run the service")
-    run.add_argument("--host")
-    run.add_argument("--port", type=int)
+    run = commands.add_parser(
+        "serve",
+        help="run the service",
+        epilog=_SERVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("--host", help="address to listen on (default 0.0.0.0; env RELAY_HOST)")
+    run.add_argument(
+        "--port",
+        type=int,
+        help="port to listen on, 0 for any free one (default 8080; env RELAY_PORT)",
+    )
     run.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="processes sharing the port (SO_REUSEPORT); needs the redis engine",
+        help="processes sharing the port (SO_REUSEPORT); more than 1 needs the redis engine "
+        "(default 1; env RELAY_WORKERS)",
     )
     run.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     run.set_defaults(func=serve)
@@ -236,7 +288,7 @@ def parser() -> argparse.ArgumentParser:
     mint.add_argument("--account", required=True)
     mint.add_argument("--user", required=True)
     mint.add_argument("--chats", help="comma-separated chat allowlist")
-    mint.add_argument("--ttl", default="1h")
+    mint.add_argument("--ttl", default="1h", help="lifetime, e.g. 90s, 15m, 1h, 7d (default 1h)")
     mint.set_defaults(func=token)
     pub = commands.add_parser("publish", help="append an event through the API")
     pub.add_argument("--account", required=True)
@@ -248,6 +300,9 @@ def parser() -> argparse.ArgumentParser:
     pub.add_argument("--api-key")
     pub.set_defaults(func=publish)
     check = commands.add_parser("check-config", help="validate the configuration, exit 0/1")
+    check.add_argument(
+        "--connect", action="store_true", help="also try the store (RELAY_REDIS_URL) once"
+    )
     check.set_defaults(func=check_config)
     return root
 

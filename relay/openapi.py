@@ -296,6 +296,16 @@ def _dead_letter_paths() -> dict[str, Any]:
             "query": {"type": "object"},
             "body": {"type": ["string", "null"], "description": "The body when it is UTF-8"},
             "body_base64": {"type": "string", "description": "The body, byte-exact"},
+            "unreadable": {
+                "type": "array",
+                "description": "The items of the body that were not stored (the others were): "
+                "each one's place in the body (a JSON Pointer; empty for the whole body) and why",
+                "items": {
+                    "type": "object",
+                    "required": ["place", "error"],
+                    "properties": {"place": {"type": "string"}, "error": {"type": "string"}},
+                },
+            },
         },
     }
     replayed = {

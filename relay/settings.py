@@ -4,11 +4,12 @@ immutable afterwards. Every error names the variable or the source and key at fa
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,24 @@ DEFAULT_CONFIG = Path("config/relay.toml")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+# The config file's whole vocabulary, in one place: a table or key not listed here is a
+# typo and stops relay with a "did you mean". A new provider, option or table goes here.
+CONFIG_TABLES = ("sources", "subscribers")
+SOURCE_KEYS = ("provider", "account")  # every source has these, plus its provider's keys
+PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
+    "standard_webhooks": ("secret_env",),
+    "whatsapp_cloud": ("secret_env", "verify_token_env"),
+    "telegram": ("secret_env",),
+    "twilio": ("secret_env", "public_url", "shared_key_env"),
+    "evolution": ("secret_env", "jwt_key_env"),
+    "zapi": ("secret_env",),
+}
+SUBSCRIBER_KEYS = ("url", "accounts", "secret_env", "types", "timeout")  # DESIGN.md
+# Secrets that someone may be tempted to write inline: the error says to use `<key>_env`.
+_INLINE_SECRETS = ("secret", "verify_token", "token", "api_key", "jwt_key", "shared_key")
+# RFC 7518 section 3.2: an HS256 key must be at least as long as the hash output.
+HS256_MIN_BYTES = 32
 
 
 class ConfigError(Exception):
@@ -105,6 +124,8 @@ class Settings:
     config_path: Path | None = None
     sources: Mapping[str, Source] = field(default_factory=dict)
     demo: bool = False  # RELAY_DEMO=1 serves the demo inbox at /demo
+    # RELAY_CORS_ORIGINS: pages of these origins (or "*": any) may call the browser routes.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def engine(self) -> str:
@@ -171,9 +192,7 @@ class Settings:
             jwt_audience=env.get("RELAY_JWT_AUDIENCE") or None,
             jwt_issuer=env.get("RELAY_JWT_ISSUER") or None,
             jwt_leeway=reader.duration_us("RELAY_JWT_LEEWAY", "10s") / 1e6,
-            api_keys=tuple(
-                k.strip() for k in env.get("RELAY_API_KEYS", "").split(",") if k.strip()
-            ),
+            api_keys=api_keys_from(env),
             log_level=reader.choice(
                 "RELAY_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
             ),
@@ -205,6 +224,7 @@ class Settings:
             config_path=config_path,
             sources=_load_sources(config_path, env, problems) if config_path else {},
             demo=reader.flag("RELAY_DEMO"),
+            cors_origins=reader.origins("RELAY_CORS_ORIGINS"),
         )
         if (
             settings.redis_cluster == "yes"
@@ -233,6 +253,7 @@ class Settings:
             )
         if settings.redis_min_replicas and settings.redis_cluster == "yes":
             problems.append("RELAY_REDIS_MIN_REPLICAS is not supported with a Redis Cluster")
+        problems += jwt_secret_problems(settings.jwt_secret)
         if settings.jwt_secret and settings.jwt_public_key:
             problems.append(
                 "RELAY_JWT_SECRET and RELAY_JWT_PUBLIC_KEY are both set: choose HS256 or RS256"
@@ -240,6 +261,31 @@ class Settings:
         if problems:
             raise ConfigError(problems)
         return settings
+
+
+def jwt_secret_problems(value: str | None) -> list[str]:
+    """RELAY_JWT_SECRET's secrets (several while rotating) are each at least 32 bytes."""
+    secrets = (value or "").split()
+    problems = []
+    for place, secret in enumerate(secrets, 1):
+        size = len(secret.encode())
+        if size < HS256_MIN_BYTES:
+            which = f"secret {place} of {len(secrets)}" if len(secrets) > 1 else "the secret"
+            problems.append(
+                f"RELAY_JWT_SECRET: {which} is {size} bytes; HS256 needs at least "
+                f"{HS256_MIN_BYTES} (RFC 7518 3.2): make one with `openssl rand -hex 32`"
+            )
+    return problems
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """` (did you mean X?)` when a known word is close, else ``."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def api_keys_from(env: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(k.strip() for k in env.get("RELAY_API_KEYS", "").split(",") if k.strip())
 
 
 class _Reader:
@@ -308,6 +354,36 @@ class _Reader:
             return default
         return raw
 
+    def origins(self, name: str) -> tuple[str, ...]:
+        """Comma-separated web origins as browsers send them (`https://inbox.example.com`,
+        a port where it is not the default), or `*`. A path or a trailing slash never
+        matches a browser's Origin header, so it is refused rather than silently useless."""
+        origins = []
+        for raw in self.env.get(name, "").split(","):
+            origin = raw.strip()
+            if not origin:
+                continue
+            if origin == "*":
+                origins.append(origin)
+                continue
+            parts = urlsplit(origin)
+            try:
+                parts.port  # noqa: B018 - raises on a port that is not a number
+            except ValueError:
+                parts = urlsplit("")
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or origin != f"{parts.scheme}://{parts.netloc}"
+                or "@" in parts.netloc
+            ):
+                self.problems.append(
+                    f"{name}: {origin!r} is not an origin (scheme://host[:port], no path), or *"
+                )
+                continue
+            origins.append(origin.lower())
+        return tuple(dict.fromkeys(origins))
+
     def redis_url(self) -> str | None:
         raw = self.env.get("RELAY_REDIS_URL", "").strip()
         sentinels = self.env.get("RELAY_REDIS_SENTINELS", "").strip()
@@ -353,6 +429,16 @@ def _load_sources(path: Path, env: Mapping[str, str], problems: list[str]) -> di
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         problems.append(f"{path}: {error}")
         return {}
+    for name, value in document.items():
+        if name not in CONFIG_TABLES:
+            kind = "table" if isinstance(value, dict) else "key"
+            shown = f"[{name}]" if kind == "table" else name
+            hint = did_you_mean(name, CONFIG_TABLES)
+            problems.append(
+                f"{path}: unknown {kind} {shown}{hint}; relay reads "
+                + ", ".join(f"[{t}.NAME]" for t in CONFIG_TABLES)
+            )
+    _check_subscriber_keys(path, document.get("subscribers", {}), problems)
     tables = document.get("sources", {})
     if not isinstance(tables, dict):
         problems.append(f"{path}: [sources] must be a table of tables")
@@ -372,16 +458,48 @@ def _load_sources(path: Path, env: Mapping[str, str], problems: list[str]) -> di
             problems.append(f"{where}: account is missing or not letters, digits, . _ : @ -")
         secrets, options = {}, {}
         for key, value in table.items():
-            if key in ("provider", "account"):
+            if key in SOURCE_KEYS:
                 continue
-            if key.endswith("_env"):
+            problem = _source_key_problem(key, provider)
+            if problem:
+                problems.append(f"{where}: {problem}")
+            elif key.endswith("_env"):
                 if not isinstance(value, str) or not env.get(value):
                     problems.append(f"{where}: {key} names {value!r}, which is not set")
                 else:
                     secrets[key.removesuffix("_env")] = env[value]
-            elif key in ("secret", "verify_token", "token", "api_key", "jwt_key"):
-                problems.append(f'{where}: {key} must not be inline; use {key}_env = "VARIABLE"')
             else:
                 options[key] = value
         sources[name] = Source(name, str(provider), str(account), secrets, options)
     return sources
+
+
+def _source_key_problem(key: str, provider: object) -> str | None:
+    """Why `key` has no place in a source of `provider`, or None when it has."""
+    everything = {k for keys in PROVIDER_KEYS.values() for k in keys}
+    mine = PROVIDER_KEYS.get(provider) if isinstance(provider, str) else None
+    if mine is None:
+        # An unknown provider is reported on its own; check against every provider's keys.
+        mine = tuple(everything)
+    if key in mine:
+        return None
+    if key in _INLINE_SECRETS:
+        return f'{key} must not be inline; use {key}_env = "VARIABLE"'
+    if key in everything:
+        return f"{key} is not a {provider} setting (it takes {', '.join(mine)})"
+    return f"unknown key {key}{did_you_mean(key, [*SOURCE_KEYS, *mine])}"
+
+
+def _check_subscriber_keys(path: Path, tables: object, problems: list[str]) -> None:
+    """Only the keys: what the values mean is the subscribers' own business."""
+    if not isinstance(tables, dict):
+        problems.append(f"{path}: [subscribers] must be a table of tables")
+        return
+    for name, table in tables.items():
+        where = f"{path}: [subscribers.{name}]"
+        if not isinstance(table, dict):
+            problems.append(f"{where} must be a table")
+            continue
+        for key in table:
+            if key not in SUBSCRIBER_KEYS:
+                problems.append(f"{where}: unknown key {key}{did_you_mean(key, SUBSCRIBER_KEYS)}")

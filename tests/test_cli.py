@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
+from urllib.parse import quote
 
 import pytest
 
@@ -115,6 +117,13 @@ def test_the_seeds_own_curl_works_verbatim(served):
     assert answer["has_updates"] and answer["updates"][0]["data"] == {"text": "oi"}
     # The cursor predates what this store knows of the account: the client is told so.
     assert answer["reset"] is True
+    # ... and carrying on from the answered timestamp, as the old client does, is no reset.
+    again = urllib.request.Request(
+        f"{served.url}/api/chats/check-updates/?last_check={quote(answer['timestamp'])}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(again, timeout=10) as response:
+        assert json.loads(response.read())["reset"] is False
 
 
 def test_token_needs_a_secret():

@@ -13,7 +13,7 @@ import redis.asyncio
 
 from relay.events import Event
 from relay.ingest.providers import PROVIDERS
-from relay.ingest.providers.base import Ack, Unprocessable
+from relay.ingest.providers.base import Ack, Normalized, Unprocessable
 from relay.ingest.providers.shared_secret import check_shared_secret
 from relay.settings import Source
 from relay.store.dead_letters import DeadLetter, MemoryDeadLetters, RedisDeadLetters
@@ -33,15 +33,21 @@ def flaky_provider() -> SimpleNamespace:
         if not state.fixed:
             raise Unprocessable("this normalizer does not know 'order' messages yet")
         payload = orjson.loads(delivery.body)
-        return [
-            Event(
-                id=f"flaky:{payload['id']}",
-                type="message.created",
-                account=source.account,
-                chat_id=payload["chat"],
-                body={"source": source.name, "provider": "flaky", "message": {"id": payload["id"]}},
-            )
-        ]
+        return Normalized.whole(
+            [
+                Event(
+                    id=f"flaky:{payload['id']}",
+                    type="message.created",
+                    account=source.account,
+                    chat_id=payload["chat"],
+                    body={
+                        "source": source.name,
+                        "provider": "flaky",
+                        "message": {"id": payload["id"]},
+                    },
+                )
+            ]
+        )
 
     return SimpleNamespace(
         name="flaky",

@@ -72,7 +72,7 @@ def test_the_image_runs_as_non_root_and_stops_on_sigterm():
 
 
 def test_yamllint_passes_on_every_yaml_file():
-    files = [*map(str, manifests()), "docker-compose.yml", *map(str, ROOT.glob("config/*.yml"))]
+    files = [*map(str, manifests()), "docker-compose.yml", *map(str, ROOT.glob("config/**/*.yml"))]
     result = _run(_tool("yamllint"), "--strict", "-c", ".yamllint.yaml", *files)
     assert result.returncode == 0, result.stdout + result.stderr
 

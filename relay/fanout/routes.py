@@ -170,6 +170,15 @@ async def write_batch(response: EventSourceResponse, batch: Batch) -> None:
         await response.write(b"id: %s\r\n\r\n" % format_cursor(page.cursor).encode())
 
 
+# The routes browsers call (RELAY_CORS_ORIGINS applies to these and nothing else).
+BROWSER_PATHS = [
+    "/api/chats/check-updates/",
+    "/api/chats/check-updates",
+    "/api/chats/realtime-updates/",
+    "/api/chats/realtime-updates",
+]
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/chats/check-updates/", check_updates_handler)
     # The old frontend's path has a trailing slash; tolerate clients that drop it.

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from multidict import CIMultiDict, MultiDict
 
-from relay.ingest.providers.base import Delivery, Provider
+from relay.ingest.providers.base import Delivery, Provider, Unreadable
 from relay.settings import Source
 from relay.store.dead_letters import DeadLetter
 
@@ -89,19 +89,27 @@ def letter_of(
     delivery: Delivery,
     source: Source,
     provider: Provider,
-    error: str,
+    unreadable: list[Unreadable],
     secrets: Sequence[str] = (),
 ) -> DeadLetter:
-    """The letter to keep; `secrets` are every configured secret value (Settings.
-    secret_values), removed from every stored header, query value and the URL."""
+    """One letter per delivery, naming each unreadable item's place in the stored body.
+    `secrets` are every configured secret value (Settings.secret_values), removed from every
+    stored header, query value and the URL."""
     redact_body = getattr(provider, "redact_body", None)
     secrets = secrets_to_scrub([*secrets, *source.secrets.values()])
+    items = [{"place": _text(u.place)[:500], "error": _text(u.error)[:500]} for u in unreadable]
+    first = items[0]
+    summary = first["error"] if not first["place"] else f"{first['place']}: {first['error']}"
+    if len(items) > 1:
+        summary = f"{len(items)} items unreadable; {summary}"
     return DeadLetter(
         id=new_letter_id(delivery.received_at),
         source=source.name,
         provider=provider.name,
         account=source.account,
-        error=_text(error)[:2000],
+        error=summary[:2000],
+        # Past a thousand places the letter stands for the whole body (replay is idempotent).
+        unreadable=items if len(items) <= 1000 else [{"place": "", "error": summary[:500]}],
         received_at=delivery.received_at,
         method=delivery.method,
         url=redact_url(delivery.url, secrets),
@@ -109,6 +117,14 @@ def letter_of(
         query=redact_query(delivery.query, secrets),
         body=redact_body(delivery.body) if redact_body else delivery.body,
     )
+
+
+def unreadable_of(letter: DeadLetter) -> list[Unreadable]:
+    """The letter's unreadable items; the whole body for a letter that names none."""
+    items = [
+        Unreadable(str(i.get("place", "")), str(i.get("error", ""))) for i in letter.unreadable
+    ]
+    return items or [Unreadable("", letter.error)]
 
 
 def delivery_of(letter: DeadLetter) -> Delivery:

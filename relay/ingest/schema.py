@@ -16,7 +16,19 @@ _STRING = {"type": "string"}
 _PERSON = {
     "type": "object",
     "required": ["id"],
-    "properties": {"id": _STRING, "name": _STRING, "username": _STRING},
+    "properties": {
+        "id": {
+            "type": "string",
+            "description": "The provider's id of the person: a phone number, or (WhatsApp users "
+            "known by username only) the business-scoped user id",
+        },
+        "name": _STRING,
+        "username": _STRING,
+        "user_id": {
+            "type": "string",
+            "description": "WhatsApp: the business-scoped user id, when `id` is a phone number",
+        },
+    },
 }
 _MEDIA = {
     "type": "object",

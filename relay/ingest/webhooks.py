@@ -1,6 +1,6 @@
-"""`POST /webhooks/{source}`: verify with the provider's own scheme, normalize, append,
-and acknowledge only after the events (or the dead letter) are stored, so a provider
-retries what was not.
+"""`POST /webhooks/{source}`: verify with the provider's own scheme, normalize item by item,
+append what is readable, dead-letter what is not (naming each item's place in the body), and
+acknowledge only after both are stored, so a provider retries what was not.
 """
 
 from __future__ import annotations
@@ -11,9 +11,16 @@ from dataclasses import dataclass
 
 from relay.errors import NotFound
 from relay.events import Appended, Event
-from relay.ingest.dead_letter import delivery_of, letter_of
+from relay.ingest.dead_letter import delivery_of, letter_of, unreadable_of
 from relay.ingest.providers import PROVIDERS
-from relay.ingest.providers.base import Ack, Delivery, Provider, Unprocessable
+from relay.ingest.providers.base import (
+    Ack,
+    Delivery,
+    Normalized,
+    Provider,
+    Unprocessable,
+    Unreadable,
+)
 from relay.logs import get_logger
 from relay.settings import Settings, Source
 from relay.store.base import Store
@@ -52,26 +59,27 @@ def verify_head(provider: Provider, head: Delivery, source: Source) -> bool:
     return bool(check(head, source)) if check is not None else False
 
 
-def normalize_events(provider: Provider, delivery: Delivery, source: Source) -> list[Event]:
-    """The provider's events, or Unprocessable: whatever a normalizer does with a body it
-    did not expect (a KeyError, an int too large for JSON), it never becomes a 500."""
+def normalize_delivery(provider: Provider, delivery: Delivery, source: Source) -> Normalized:
+    """The provider's events item by item; a body that cannot be read at all is one
+    unreadable item at "" (whatever the normalizer raised: it never becomes a 500)."""
     try:
-        events = provider.normalize(delivery, source)
-        for event in events:
-            if not isinstance(event, Event):
-                raise TypeError(f"normalize returned {type(event).__name__}, not an Event")
-            event.encode()  # what the store will do: fail here, not after the ack
-    except Unprocessable:
-        raise
+        normalized = provider.normalize(delivery, source)
+        if not isinstance(normalized, Normalized):
+            raise TypeError(f"normalize returned {type(normalized).__name__}, not Normalized")
+    except Unprocessable as error:
+        return Normalized(unreadable=[Unreadable("", error.detail)])
     except Exception as error:
+        detail = f"the normalizer failed: {type(error).__name__}: {error}"
+        return Normalized(unreadable=[Unreadable("", detail)])
+    for item in normalized.unreadable:
         log.warning(
-            "webhook.normalize_failed",
+            "webhook.item_unreadable",
             source=source.name,
             provider=provider.name,
-            error=type(error).__name__,
+            place=item.place,
+            error=item.error[:200],
         )
-        raise Unprocessable(f"the normalizer failed: {type(error).__name__}: {error}") from error
-    return events
+    return normalized
 
 
 async def ingest(
@@ -96,23 +104,35 @@ async def ingest_verified(
 ) -> Ingested:
     """Normalize and store a delivery `provider.verify` has accepted. `secrets` (every
     configured secret value) are cut out of a dead letter's headers, query and URL."""
-    try:
-        events = normalize_events(provider, delivery, source)
-    except Unprocessable as error:
-        letter = letter_of(delivery, source, provider, error.detail, secrets)
-        await dead_letters.add(letter)
-        log.warning("webhook.dead_lettered", source=source.name, dead_letter=letter.id)
-        # Stored, so acknowledged: a retry would fail the same way until the code is fixed.
-        return Ingested(provider.ack(delivery), [], [], dead_letter=letter.id)
+    normalized = normalize_delivery(provider, delivery, source)
+    events = normalized.events
     appended = await store.append(source.account, events) if events else []
-    return Ingested(provider.ack(delivery), events, appended)
+    if not normalized.unreadable:
+        return Ingested(provider.ack(delivery), events, appended)
+    letter = letter_of(delivery, source, provider, normalized.unreadable, secrets)
+    await dead_letters.add(letter)
+    log.warning(
+        "webhook.dead_lettered",
+        source=source.name,
+        dead_letter=letter.id,
+        items=len(normalized.unreadable),
+        stored=len(events),
+    )
+    # Both stored, so acknowledged: a retry would fail the same way until the code is fixed.
+    return Ingested(provider.ack(delivery), events, appended, dead_letter=letter.id)
+
+
+def covers(places: list[str], place: str) -> bool:
+    """Whether an item at `place` is one of `places` or inside one ("" is the whole body)."""
+    return any(not p or place == p or place.startswith(p + "/") for p in places)
 
 
 async def replay(
     store: Store, dead_letters: DeadLetters, settings: Settings, letter_id: str
 ) -> Ingested:
-    """Normalize a dead letter with today's code and append its events; the letter goes
-    once they are stored. Event ids are stable, so a replay never stores anything twice."""
+    """Normalize a dead letter with today's code and append the events of its unreadable
+    items only (the rest of its body was stored when it arrived); the letter goes once they
+    are stored. Event ids are stable, so a replay never stores anything twice either way."""
     letter = await dead_letters.get(letter_id)
     if letter is None:
         raise NotFound(f"no dead letter {letter_id!r} (replayed already?)", code="unknown_letter")
@@ -124,7 +144,13 @@ async def replay(
     configured = settings.sources.get(letter.source)
     source = configured or Source(letter.source, letter.provider, letter.account)
     delivery = delivery_of(letter)
-    events = normalize_events(provider, delivery, source)
+    places = [item.place for item in unreadable_of(letter)]
+    normalized = normalize_delivery(provider, delivery, source)
+    still = [item for item in normalized.unreadable if covers(places, item.place)]
+    if still:
+        where = ", ".join(item.place or "(the body)" for item in still[:5])
+        raise Unprocessable(f"still unreadable at {where}: {still[0].error}")
+    events = [event for place, event in normalized.placed if covers(places, place)]
     appended = await store.append(source.account, events) if events else []
     await dead_letters.remove(letter.id)
     return Ingested(provider.ack(delivery), events, appended)

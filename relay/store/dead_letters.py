@@ -56,6 +56,10 @@ class DeadLetter:
     headers: dict[str, str] = field(default_factory=dict)
     query: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    # The items of the body that were unreadable, each `{"place", "error"}` (place: where
+    # in the body, "" for all of it); the body's other items were stored. A letter without
+    # any (written before items were told apart) stands for the whole body.
+    unreadable: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
@@ -77,12 +81,22 @@ class DeadLetter:
         document = orjson.loads(record)
         if body is None:  # a record written before bodies were stored apart
             return cls.from_json(document)
-        fields = {key: document[key] for key in cls.__dataclass_fields__ if key != "body"}
+        fields = {
+            key: document[key]
+            for key in cls.__dataclass_fields__
+            if key not in ("body", "unreadable")
+        }
+        fields["unreadable"] = document.get("unreadable") or []
         return cls(**fields, body=body)
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> DeadLetter:
-        fields = {key: document[key] for key in cls.__dataclass_fields__ if key != "body"}
+        fields = {
+            key: document[key]
+            for key in cls.__dataclass_fields__
+            if key not in ("body", "unreadable")
+        }
+        fields["unreadable"] = document.get("unreadable") or []
         try:
             body = base64.b64decode(document.get("body_base64") or "", validate=True)
         except (binascii.Error, ValueError):

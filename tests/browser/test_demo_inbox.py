@@ -5,13 +5,16 @@ killed and restarted, and through a proxy that refuses event streams.
 
 from __future__ import annotations
 
+import json
 import signal
+import urllib.request
 from collections import Counter
 from urllib.parse import parse_qs, urlsplit
 
 from tests.browser.chromium import demo_state, event_ids, status, wait_for
 from tests.browser.conftest import demo_url, publish
 from tests.browser.proxy import RefusingProxy
+from tests.conftest import API_KEY
 
 
 def wait_for_ids(browser, expected: list[str]) -> list[str]:
@@ -143,3 +146,63 @@ def test_sse_refused_by_a_proxy_falls_back_to_long_poll_and_delivers_everything(
         assert echoed and all("%2B00%3A00" in r and "+" not in r for r in echoed)
     finally:
         proxy.stop()
+
+
+def test_an_event_whose_text_is_not_a_string_is_shown_as_json(browser, start_relay):
+    relay = start_relay()
+    browser.get(demo_url(relay.url))
+    wait_for(browser, lambda d: status(d) == "live", "status live")
+    texts = {
+        "t-object": {"body": "oi", "lines": [1, 2]},
+        "t-number": 42,
+        "t-list": ["a", "b"],
+        "t-false": False,
+        "t-string": "plain",
+    }
+    events = [
+        {
+            "account": "acme",
+            "type": "message.created",
+            "id": event_id,
+            "chat_id": "c1",
+            "data": {"text": value, "from": {"id": 7}},
+        }
+        for event_id, value in texts.items()
+    ]
+    request = urllib.request.Request(
+        f"{relay.url}/api/publish",
+        data=json.dumps(events).encode(),
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+
+    expected = list(texts)
+    assert_exactly_once_in_order(wait_for_ids(browser, expected), expected)
+    shown = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#messages li')].map("
+        "n => [n.dataset.eventId, n.childNodes[1].textContent]))"
+    )
+    assert shown == {
+        "t-object": '{"body":"oi","lines":[1,2]}',
+        "t-number": "42",
+        "t-list": '["a","b"]',
+        "t-false": "false",
+        "t-string": "plain",
+    }
+    senders = browser.execute_script(
+        "return [...document.querySelectorAll('#messages li .from')].map(n => n.textContent)"
+    )
+    assert senders == ["7"] * 5
+    assert demo_state(browser)["errors"] == []
+
+
+def test_the_help_box_names_this_pages_own_address(browser, start_relay):
+    relay = start_relay()
+    browser.get(f"{relay.url}/demo")
+    wait_for(browser, lambda d: status(d) == "offline", "status offline without a token")
+    help_text = browser.execute_script("return document.getElementById('help').innerText")
+    assert f'echo "{relay.url}/demo?token=$TOKEN"' in help_text
+    assert f"relay publish --url {relay.url} " in help_text
+    assert "localhost:8080" not in help_text and "open " not in help_text.replace("# open", "")

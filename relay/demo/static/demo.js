@@ -13,18 +13,32 @@ const demo = (window.relayDemo = { statuses: [], updates: [], resets: 0, errors:
 const chats = new Map(); // chat id -> { item, count, last }
 let selected = null;
 
+// Any JSON value a publisher put in a field, as text: a string as it is, anything else (a
+// number, an object, a list) as its JSON, so that no event is ever shown empty or lost.
+function asText(value) {
+  if (typeof value === "string") return value;
+  if (value === undefined || value === null) return "";
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
 function text(update) {
   const message = update.message ?? {};
   const data = update.data ?? {};
-  if (message.text ?? data.text) return message.text ?? data.text;
-  if (message.kind) return `[${message.kind}]`;
-  if (update.status ?? data.status) return `${update.type}: ${update.status ?? data.status}`;
-  return Object.keys(data).length ? JSON.stringify(data) : update.type;
+  const body = message.text ?? data.text;
+  if (body !== undefined && body !== null && body !== "") return asText(body);
+  if (message.kind) return `[${asText(message.kind)}]`;
+  const status = update.status ?? data.status;
+  if (status) return `${update.type}: ${asText(status)}`;
+  return typeof data === "object" && Object.keys(data).length ? asText(data) : asText(update.type);
 }
 
 function sender(update) {
   const from = update.message?.from ?? update.data?.from;
-  return typeof from === "object" && from ? (from.name ?? from.id ?? "") : (from ?? "");
+  return asText(typeof from === "object" && from ? (from.name ?? from.id ?? "") : from);
 }
 
 function element(tag, className, content) {
@@ -65,7 +79,7 @@ function select(id) {
 
 function onUpdate(update) {
   demo.updates.push(update.id);
-  const chatId = update.chat_id ?? "(no chat)";
+  const chatId = update.chat_id == null ? "(no chat)" : asText(update.chat_id);
   const isMessage = update.type === "message.created";
   const direction = update.message?.direction ?? update.data?.direction ?? "in";
   const item = element("li", isMessage ? (direction === "out" ? "out" : "in") : "system");
@@ -109,6 +123,10 @@ function onError(error) {
 }
 
 if (!token) {
+  // The commands name this page's own address, whatever host and port serve it.
+  const page = location.origin + location.pathname;
+  for (const span of document.querySelectorAll("#help .page-url")) span.textContent = page;
+  for (const span of document.querySelectorAll("#help .page-origin")) span.textContent = location.origin;
   $("help").hidden = false;
   onStatus("offline", { transport: "" });
 } else {

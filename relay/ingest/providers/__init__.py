@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import cast
 
 from relay.ingest.providers import (
@@ -14,7 +15,7 @@ from relay.ingest.providers import (
     zapi,
 )
 from relay.ingest.providers.base import Provider
-from relay.settings import Source
+from relay.settings import Source, did_you_mean
 
 # A dict (not frozen) so that a test can register a provider of its own.
 PROVIDERS: dict[str, Provider] = {
@@ -23,15 +24,17 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
-def provider_problems(sources: Mapping[str, Source]) -> list[str]:
-    """One line per source whose provider is unknown or whose secrets are missing or bad."""
+def provider_problems(sources: Mapping[str, Source], path: Path | None = None) -> list[str]:
+    """One line per source whose provider is unknown or whose secrets are missing or bad,
+    each naming the file (when given) and the source, as the settings' own errors do."""
     problems = []
     for name, source in sources.items():
-        where = f"[sources.{name}]"
+        where = f"{path}: [sources.{name}]" if path else f"[sources.{name}]"
         provider = PROVIDERS.get(source.provider)
         if provider is None:
             known = ", ".join(sorted(PROVIDERS))
-            problems.append(f"{where}: unknown provider {source.provider!r} (known: {known})")
+            hint = did_you_mean(source.provider, PROVIDERS)
+            problems.append(f"{where}: unknown provider {source.provider!r}{hint}; known: {known}")
             continue
         missing = [s for s in provider.required_secrets if s not in source.secrets]
         problems += [f"{where}: {s}_env is required for {source.provider}" for s in missing]

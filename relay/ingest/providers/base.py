@@ -5,9 +5,9 @@ Providers see a `Delivery` (headers, query, raw body, public URL), never aiohttp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from relay.errors import RelayError, Unauthorized
 from relay.events import Event
@@ -47,6 +47,71 @@ class Unprocessable(RelayError):
     code = "unprocessable"
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """An item of an authentic delivery that relay could not make events of: where it sits
+    in the body (a JSON Pointer, RFC 6901, or a provider's own path such as `/data/2`; ""
+    is the whole body) and why."""
+
+    place: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """What a delivery became, item by item: each event with the place of the item it came
+    from (so a replay can take only what was missing), and the items that were unreadable."""
+
+    placed: list[tuple[str, Event]] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+    @property
+    def events(self) -> list[Event]:
+        return [event for _, event in self.placed]
+
+    @classmethod
+    def whole(cls, events: Iterable[Event]) -> Normalized:
+        """A delivery that is one item: its body."""
+        items = Items()
+        items.add("", lambda: list(events))
+        return items.normalized()
+
+
+class Items:
+    """Collects a delivery's events one item at a time: whatever an item's normalizer does
+    with input it did not expect (Unprocessable, a KeyError, an int too large for JSON),
+    that item becomes Unreadable at its place and the other items still count."""
+
+    def __init__(self) -> None:
+        self._placed: list[tuple[str, Event]] = []
+        self._unreadable: list[Unreadable] = []
+
+    def add(
+        self, place: str, build: Callable[..., Event | Iterable[Event] | None], *args: Any
+    ) -> None:
+        try:
+            built = build(*args)
+            events = [] if built is None else [built] if isinstance(built, Event) else list(built)
+            for event in events:
+                check_event(event)
+        except Unprocessable as error:
+            self._unreadable.append(Unreadable(place, error.detail))
+        except Exception as error:
+            self._unreadable.append(Unreadable(place, f"{type(error).__name__}: {error}"))
+        else:
+            self._placed += [(place, event) for event in events]
+
+    def normalized(self) -> Normalized:
+        return Normalized(list(self._placed), list(self._unreadable))
+
+
+def check_event(event: object) -> None:
+    """What the store will do with an event, done before anything is acknowledged."""
+    if not isinstance(event, Event):
+        raise TypeError(f"normalize returned {type(event).__name__}, not an Event")
+    event.encode()
+
+
 class Provider(Protocol):
     name: str
     required_secrets: tuple[str, ...]
@@ -55,8 +120,9 @@ class Provider(Protocol):
         """Raise Rejected unless the delivery comes from the provider."""
         ...
 
-    def normalize(self, delivery: Delivery, source: Source) -> list[Event]:
-        """The update events of an authentic delivery; [] for kinds relay ignores."""
+    def normalize(self, delivery: Delivery, source: Source) -> Normalized:
+        """The update events of an authentic delivery, item by item ([] for kinds relay
+        ignores); Unprocessable when the body as a whole cannot be read."""
         ...
 
     def ack(self, delivery: Delivery) -> Ack: ...

@@ -19,7 +19,7 @@ import orjson
 
 from relay.events import Event
 from relay.ingest.providers import baileys, normal
-from relay.ingest.providers.base import Ack, Delivery, Rejected, Unprocessable
+from relay.ingest.providers.base import Ack, Delivery, Items, Normalized, Rejected, Unprocessable
 from relay.ingest.providers.normal import as_dict, text_of
 from relay.ingest.providers.shared_secret import check_shared_secret
 from relay.settings import Source
@@ -86,7 +86,7 @@ def redact_body(body: bytes) -> bytes:
     return _APIKEY.sub(rb'\1"[redacted]"', body)
 
 
-def normalize(delivery: Delivery, source: Source) -> list[Event]:
+def normalize(delivery: Delivery, source: Source) -> Normalized:
     try:
         payload: Any = orjson.loads(delivery.body)
     except orjson.JSONDecodeError:
@@ -98,18 +98,24 @@ def normalize(delivery: Delivery, source: Source) -> list[Event]:
     instance = text_of(payload.get("instance")) or source.name
     owner = text_of(payload.get("sender"))
     data = payload.get("data")
-    items = [as_dict(item) for item in data] if isinstance(data, list) else [as_dict(data)]
-    events: list[Event] = []
-    for item in items:
+    # `data` is one object, or a list of them (a batch of acks): each is an item.
+    placed = (
+        [(f"/data/{i}", as_dict(item)) for i, item in enumerate(data)]
+        if isinstance(data, list)
+        else [("/data", as_dict(data))]
+    )
+    items = Items()
+    for place, item in placed:
         if kind in ("messages.upsert", "send.message"):
-            events += baileys.message_events(item, name, f"{name}:{instance}", owner, source)
+            prefix = f"{name}:{instance}"
+            items.add(place, baileys.message_events, item, name, prefix, owner, source)
         elif kind == "messages.update":
-            events += _update(item, instance, source)
+            items.add(place, _update, item, instance, source)
         elif kind == "messages.delete":
-            events.append(_delete(item, instance, source))
+            items.add(place, _delete, item, instance, source)
         elif kind == "connection.update":
-            events.append(_connection(item, payload, instance, source))
-    return events
+            items.add(place, _connection, item, payload, instance, source)
+    return items.normalized()
 
 
 def _update(update: dict[str, Any], instance: str, source: Source) -> list[Event]:

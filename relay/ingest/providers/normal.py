@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.events import Event
+from relay.ingest.providers.base import Unprocessable
 from relay.settings import Source
 
 # A status only moves forward: clients keep the highest `status_rank` they have seen for a
@@ -120,6 +121,10 @@ def message_event(
     message: Mapping[str, Any],
     **body: Any,
 ) -> Event:
+    """A `message.*` event: always in a chat (an event with a null chat would reach no
+    viewer with a `chats` allowlist, so a message without one is unreadable instead)."""
+    if text_of(chat_id) is None:
+        raise Unprocessable(f"a {provider} {event_type} has no chat")
     return event(source, provider, event_id, event_type, chat_id, message=compact(message), **body)
 
 

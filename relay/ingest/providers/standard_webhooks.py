@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from relay.events import Event
-from relay.ingest.providers.base import Ack, Delivery, Rejected, Unprocessable
+from relay.ingest.providers.base import Ack, Delivery, Normalized, Rejected, Unprocessable
 from relay.settings import Source
 
 name = "standard_webhooks"
@@ -87,7 +87,12 @@ def verify(delivery: Delivery, source: Source) -> None:
         raise Rejected("no webhook-signature matches", code="bad_signature")
 
 
-def normalize(delivery: Delivery, source: Source) -> list[Event]:
+def normalize(delivery: Delivery, source: Source) -> Normalized:
+    # One update per body: the body is the delivery's one item.
+    return Normalized.whole(_events(delivery, source))
+
+
+def _events(delivery: Delivery, source: Source) -> list[Event]:
     try:
         payload: Any = orjson.loads(delivery.body)
     except orjson.JSONDecodeError:

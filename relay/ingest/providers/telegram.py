@@ -15,7 +15,7 @@ import orjson
 
 from relay.events import Event
 from relay.ingest.providers import normal
-from relay.ingest.providers.base import Ack, Delivery, Rejected, Unprocessable
+from relay.ingest.providers.base import Ack, Delivery, Normalized, Rejected, Unprocessable
 from relay.ingest.providers.normal import as_dict, as_list, compact, text_of
 from relay.ingest.providers.shared_secret import matches, secrets_of
 from relay.settings import Source
@@ -69,7 +69,12 @@ def ack(delivery: Delivery) -> Ack:
     return Ack(status=200, body=b"", content_type="text/plain")
 
 
-def normalize(delivery: Delivery, source: Source) -> list[Event]:
+def normalize(delivery: Delivery, source: Source) -> Normalized:
+    # One update per body: the body is the delivery's one item.
+    return Normalized.whole(_events(delivery, source))
+
+
+def _events(delivery: Delivery, source: Source) -> list[Event]:
     try:
         update: Any = orjson.loads(delivery.body)
     except orjson.JSONDecodeError:

@@ -15,7 +15,7 @@ from urllib.parse import SplitResult, parse_qs, parse_qsl, urlsplit
 
 from relay.events import Event
 from relay.ingest.providers import normal
-from relay.ingest.providers.base import Ack, Delivery, Rejected, Unprocessable
+from relay.ingest.providers.base import Ack, Delivery, Normalized, Rejected, Unprocessable
 from relay.settings import Source
 
 name = "twilio"
@@ -135,7 +135,12 @@ def _address(value: str | None) -> str | None:
     return value.split(":", 1)[1] if value and ":" in value else value
 
 
-def normalize(delivery: Delivery, source: Source) -> list[Event]:
+def normalize(delivery: Delivery, source: Source) -> Normalized:
+    # One update per body: the body is the delivery's one item.
+    return Normalized.whole(_events(delivery, source))
+
+
+def _events(delivery: Delivery, source: Source) -> list[Event]:
     if "bodySHA256" in parse_qs(urlsplit(delivery.url).query):
         return []  # JSON webhooks are for other Twilio products, not Messaging
     params: dict[str, str] = {}

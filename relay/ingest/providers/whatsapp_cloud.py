@@ -16,7 +16,7 @@ import orjson
 
 from relay.events import Event
 from relay.ingest.providers import normal
-from relay.ingest.providers.base import Ack, Delivery, Rejected, Unprocessable
+from relay.ingest.providers.base import Ack, Delivery, Items, Normalized, Rejected, Unprocessable
 from relay.ingest.providers.normal import as_dict, as_list, code_of, compact, text_of
 from relay.settings import Source
 
@@ -82,59 +82,103 @@ def ack(delivery: Delivery) -> Ack:
     return Ack(status=200)
 
 
-def normalize(delivery: Delivery, source: Source) -> list[Event]:
+def normalize(delivery: Delivery, source: Source) -> Normalized:
     try:
         payload: Any = orjson.loads(delivery.body)
     except orjson.JSONDecodeError:
         raise Unprocessable("the body is not JSON") from None
     if not isinstance(payload, dict):
         raise Unprocessable("the payload must be a JSON object")
+    items = Items()
     if payload.get("object") != "whatsapp_business_account":
-        return []
-    events: list[Event] = []
-    for entry in as_list(payload.get("entry")):
-        for change in as_list(as_dict(entry).get("changes")):
+        return items.normalized()
+    for e, entry in enumerate(as_list(payload.get("entry"))):
+        for c, change in enumerate(as_list(as_dict(entry).get("changes"))):
             change = as_dict(change)
             value = as_dict(change.get("value"))
+            place = f"/entry/{e}/changes/{c}/value"
             field = change.get("field")
             if field == "messages":
-                events += _value_events(value, source)
+                _value_items(items, place, value, source)
             elif field == "smb_message_echoes":
                 # Coexistence: what the business typed in the WhatsApp Business app.
-                for message in as_list(value.get("message_echoes")):
-                    events.append(_message(as_dict(message), {}, source, outbound=True))
-    return events
+                for i, message in enumerate(as_list(value.get("message_echoes"))):
+                    at = f"{place}/message_echoes/{i}"
+                    items.add(at, _message, as_dict(message), {}, source, True)
+    return items.normalized()
 
 
-def _value_events(value: dict[str, Any], source: Source) -> list[Event]:
-    names = {
-        text_of(as_dict(c).get("wa_id")): as_dict(as_dict(c).get("profile")).get("name")
-        for c in as_list(value.get("contacts"))
-    }
-    events = [_message(as_dict(m), names, source) for m in as_list(value.get("messages"))]
-    for status in as_list(value.get("statuses")):
-        normalized = _status(as_dict(status), source)
-        if normalized is not None:
-            events.append(normalized)
+def _value_items(items: Items, place: str, value: dict[str, Any], source: Source) -> None:
+    people = _people(value)
+    for i, message in enumerate(as_list(value.get("messages"))):
+        items.add(f"{place}/messages/{i}", _message, as_dict(message), people, source)
+    for i, status in enumerate(as_list(value.get("statuses"))):
+        items.add(f"{place}/statuses/{i}", _status, as_dict(status), source)
     phone_number_id = text_of(as_dict(value.get("metadata")).get("phone_number_id"))
-    for error in as_list(value.get("errors")):
-        events.append(_webhook_error(as_dict(error), phone_number_id, source))
-    return events
+    for i, error in enumerate(as_list(value.get("errors"))):
+        items.add(f"{place}/errors/{i}", _webhook_error, as_dict(error), phone_number_id, source)
+
+
+def _people(value: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each contact of a change by every id it is known by: its phone number (`wa_id`,
+    absent for a user who hides it behind a username), its business-scoped user id
+    (`user_id`) and its parent id (`parent_user_id`, with parent BSUIDs enabled)."""
+    people: dict[str, dict[str, Any]] = {}
+    for contact in as_list(value.get("contacts")):
+        contact = as_dict(contact)
+        profile = as_dict(contact.get("profile"))
+        person = {
+            "name": text_of(profile.get("name")),
+            "username": text_of(profile.get("username")),
+            "user_id": text_of(contact.get("user_id")),
+        }
+        for key in ("wa_id", "user_id", "parent_user_id"):
+            ident = text_of(contact.get(key))
+            if ident:
+                people.setdefault(ident, person)
+    return people
+
+
+def _sender(message: dict[str, Any]) -> str:
+    """The user's phone number (`from`); for a user known by username only, the
+    business-scoped user id (`from_user_id`), else the parent id (`from_parent_user_id`)."""
+    for key in ("from", "from_user_id", "from_parent_user_id"):
+        sender = text_of(message.get(key))
+        if sender:
+            return sender
+    raise Unprocessable("a WhatsApp message has no from, from_user_id or from_parent_user_id")
+
+
+def _recipient(message: dict[str, Any]) -> str | None:
+    """Whom an echo was sent to, by the same rule as a sender."""
+    keys = ("to", "to_user_id", "to_parent_user_id")
+    return next((text_of(message.get(k)) for k in keys if text_of(message.get(k))), None)
 
 
 def _message(
-    message: dict[str, Any], names: dict[str | None, Any], source: Source, outbound: bool = False
+    message: dict[str, Any],
+    people: dict[str, dict[str, Any]],
+    source: Source,
+    outbound: bool = False,
 ) -> Event:
-    wamid, sender = text_of(message.get("id")), text_of(message.get("from"))
-    if not wamid or not sender:
-        raise Unprocessable("a WhatsApp message has no id or no from")
-    chat_id = text_of(message.get("group_id")) or (
-        text_of(message.get("to")) if outbound else sender
-    )
+    wamid = text_of(message.get("id"))
+    if not wamid:
+        raise Unprocessable("a WhatsApp message has no id")
+    sender = _sender(message)
+    chat_id = text_of(message.get("group_id")) or (_recipient(message) if outbound else sender)
+    if not chat_id:
+        raise Unprocessable("a WhatsApp message echo has no to, to_user_id or to_parent_user_id")
     event_id = f"{name}:{wamid}"
+    known = people.get(sender, {})
+    user_id = known.get("user_id") or text_of(message.get("from_user_id"))
     common = {
         "direction": "out" if outbound else "in",
-        "from": normal.person(sender, names.get(sender)),
+        "from": normal.person(
+            sender,
+            known.get("name"),
+            username=known.get("username"),
+            user_id=user_id if user_id != sender else None,
+        ),
         "sent_at": normal.iso_from_unix(message.get("timestamp")),
     }
     kind = message.get("type")
@@ -241,6 +285,17 @@ def _unknown_text(message: dict[str, Any]) -> str | None:
     return text_of(error.get("title")) or text_of(error.get("message"))
 
 
+# Whom a status is about: the phone number, else (a user known by username, or a message
+# sent to a business-scoped user id) the BSUID, else the parent BSUID. Meta's reference
+# spells the last `recipient_parent_user_id`; `parent_recipient_user_id` is accepted too.
+RECIPIENT_KEYS = (
+    "recipient_id",
+    "recipient_user_id",
+    "recipient_parent_user_id",
+    "parent_recipient_user_id",
+)
+
+
 def _status(status: dict[str, Any], source: Source) -> Event | None:
     wamid, value = text_of(status.get("id")), text_of(status.get("status"))
     if not wamid or not value:
@@ -248,13 +303,16 @@ def _status(status: dict[str, Any], source: Source) -> Event | None:
     normalized = "failed" if value == "failed" else STATUSES.get(value)
     if normalized is None:
         return None  # e.g. the deprecated "deleted": nothing a client can show
+    chat_id = next((text_of(status[k]) for k in RECIPIENT_KEYS if text_of(status.get(k))), None)
+    if chat_id is None:
+        raise Unprocessable("a WhatsApp status has no recipient_id or recipient_user_id")
     error = as_dict(next(iter(as_list(status.get("errors"))), None))
     detail = as_dict(error.get("error_data")).get("details") or error.get("message")
     return normal.status_event(
         source,
         name,
         f"{name}:{wamid}:status:{normalized}",
-        status.get("recipient_id"),
+        chat_id,
         wamid,
         normalized,
         provider_status=value,

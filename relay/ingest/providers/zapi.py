@@ -14,7 +14,7 @@ import orjson
 
 from relay.events import Event
 from relay.ingest.providers import normal
-from relay.ingest.providers.base import Ack, Delivery, Unprocessable
+from relay.ingest.providers.base import Ack, Delivery, Normalized, Unprocessable
 from relay.ingest.providers.normal import as_dict, as_list, compact, text_of
 from relay.ingest.providers.shared_secret import check_shared_secret
 from relay.settings import Source
@@ -46,7 +46,12 @@ def ack(delivery: Delivery) -> Ack:
     return Ack()
 
 
-def normalize(delivery: Delivery, source: Source) -> list[Event]:
+def normalize(delivery: Delivery, source: Source) -> Normalized:
+    # One update per body: the body is the delivery's one item.
+    return Normalized.whole(_events(delivery, source))
+
+
+def _events(delivery: Delivery, source: Source) -> list[Event]:
     try:
         payload: Any = orjson.loads(delivery.body)
     except orjson.JSONDecodeError:
