@@ -22,6 +22,7 @@ from relay.appkeys import (
 )
 from relay.auth import TokenVerifier
 from relay.errors import StoreUnavailable
+from relay.fanout import pull
 from relay.fanout import routes as fanout_routes
 from relay.fanout.live import Live
 from relay.http import edge_middleware, json_response
@@ -79,6 +80,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.cleanup_ctx.append(wakeups_ctx)
     app.on_shutdown.append(close_live)
     fanout_routes.add_routes(app)
+    pull.add_routes(app)
     ingest_routes.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
