@@ -40,6 +40,10 @@ class Receiver:
     _runner: web.AppRunner | None = None
     port: int = 0
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # When set, the next request waits for this event before it is answered (and the
+    # request's id is put in `holding` meanwhile): a response held mid-flight.
+    hold_next: asyncio.Event | None = None
+    holding: list[str] = field(default_factory=list)
 
     async def start(self) -> Receiver:
         app = web.Application()
@@ -70,6 +74,10 @@ class Receiver:
         path = request.match_info["path"]
         n = sum(1 for r in self.requests if r.path == path)
         answer = self.behaviour(path, event, n)
+        gate, self.hold_next = self.hold_next, None
+        if gate is not None:
+            self.holding.append(request.headers.get("webhook-id", ""))
+            await gate.wait()
         status = int(answer) if answer >= 0 else 503
         if answer < 0:
             await asyncio.sleep(-answer)
