@@ -43,6 +43,14 @@ async def test_a_new_entry_has_no_cursor_and_one_holder_gets_the_lease(ledger):
     assert not (await ledger.acquire("audit", "acme", "replica-b", LEASE)).refused
 
 
+async def test_a_holder_asking_again_gets_a_new_token_and_its_old_one_is_stale(ledger):
+    first = await ledger.acquire("crm", "acme", "replica-a", LEASE)
+    again = await ledger.acquire("crm", "acme", "replica-a", LEASE)
+    assert again.granted == first.granted + 1
+    assert (await ledger.advance("crm", "acme", "replica-a", first.granted, 100)).refused
+    assert not (await ledger.advance("crm", "acme", "replica-a", again.granted, 100)).refused
+
+
 async def test_the_cursor_moves_only_under_the_current_token(ledger):
     a = await ledger.acquire("crm", "acme", "replica-a", LEASE)
     assert not (await ledger.advance("crm", "acme", "replica-a", a.granted, 100)).refused

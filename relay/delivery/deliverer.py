@@ -20,6 +20,7 @@ import os
 import random
 import secrets
 import socket
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -79,6 +80,9 @@ class Deliverer:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._jobs: dict[tuple[str, str], Job] = {}
+        # Keys another replica holds and keeps up with: not asked again before this
+        # (monotonic) time, so every append does not cost each other replica two calls.
+        self._elsewhere: dict[tuple[str, str], float] = {}
         self._slots = {
             s.name: asyncio.Semaphore(s.max_in_flight) for s in self.subscribers.values()
         }
@@ -138,8 +142,12 @@ class Deliverer:
             if subscriber.covers(account):
                 self.poke(subscriber.name, account)
 
-    def poke(self, name: str, account: str) -> None:
+    def poke(self, name: str, account: str, force: bool = False) -> None:
         key = (name, account)
+        if not force and key in self._elsewhere:
+            if time.monotonic() < self._elsewhere[key]:
+                return
+            del self._elsewhere[key]
         if key not in self._workers and not self._closing.is_set():
             job = Job(self.subscribers[name], account)
             self._jobs[key] = job
@@ -148,6 +156,8 @@ class Deliverer:
     async def sweep(self) -> None:
         """Start a worker for every covered account with undelivered events: after a
         restart, after a hint was missed, or when another replica's worker died."""
+        now = time.monotonic()
+        self._elsewhere = {k: t for k, t in self._elsewhere.items() if t > now}
         wildcard = any(s.every_account for s in self.subscribers.values())
         known = await self.ledger.accounts() if wildcard else []
         for subscriber in list(self.subscribers.values()):
@@ -157,7 +167,7 @@ class Deliverer:
                     continue
                 entry = await self.ledger.state(subscriber.name, account)
                 if await self._pending(account, entry):
-                    self.poke(subscriber.name, account)
+                    self.poke(subscriber.name, account, force=True)
 
     async def _pending(self, account: str, entry: LedgerEntry) -> bool:
         page = await self.store.read(account, entry.cursor or 0, 1)
@@ -198,7 +208,9 @@ class Deliverer:
         if entry.refused:
             job.token = 0
             if not await self._pending(account, entry):
-                return True  # the holder is keeping up; a new append pokes us again
+                # The holder is keeping up: check again once its lease could have lapsed.
+                self._elsewhere[(name, account)] = time.monotonic() + entry.lease_left
+                return True
             # The holder may be dead: take over once its lease lapses.
             await self._pause(entry.lease_left + random.uniform(0, self.settings.lease / 10))
             return False

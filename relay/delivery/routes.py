@@ -78,7 +78,7 @@ async def rewind_handler(request: web.Request) -> web.Response:
             "last_check is required: the cursor to redeliver after", code="bad_last_check"
         )
     entry = await deliverer.ledger.rewind(name, account, cursor)
-    deliverer.poke(name, account)
+    deliverer.poke(name, account, force=True)
     return json_response(await _render(deliverer, account, entry))
 
 

@@ -41,7 +41,8 @@ class DeliveryLedger(Protocol):
     async def acquire(
         self, subscriber: str, account: str, holder: str, lease: float
     ) -> LedgerEntry:
-        """A new lease and token, unless another holder's lease is still running."""
+        """A new lease and token, unless another holder's lease is still running (a holder
+        that asks again, after a store error say, gets a new token: its old one is stale)."""
         ...
 
     async def renew(
@@ -114,7 +115,7 @@ class MemoryLedger:
     ) -> LedgerEntry:
         row = self._row(subscriber, account)
         now = time.monotonic()
-        if row.holder and row.expires > now:
+        if row.holder and row.expires > now and row.holder != holder:
             return self._entry(row, 0)
         row.fence += 1
         row.holder, row.expires = holder, now + lease

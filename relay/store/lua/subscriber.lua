@@ -6,7 +6,8 @@
 --   holder    the replica holding the lease ('' for none), until `expires` (ms, Redis TIME)
 --   attempts, error, next (us): the failed attempts at the head event, for the admin route
 -- ARGV[1] op, ARGV[2] holder, ARGV[3] lease ms, ARGV[4] token, ARGV[5..7] op arguments:
---   acquire   a new lease (and a new token) if nobody holds an unexpired one
+--   acquire   a new lease (and a new token) if nobody else holds an unexpired one (a
+--             holder id is unique to one process, which runs one worker per key)
 --   renew     extend the lease, only under the current token
 --   advance   ARGV[5] = the new cursor (clears the failure fields), only under the token
 --   fail      ARGV[5] attempts, ARGV[6] error, ARGV[7] next attempt (us), only under the token
@@ -35,7 +36,7 @@ local function current()
 end
 
 if op == 'acquire' then
-  if holder == '' or expires <= now then
+  if holder == '' or expires <= now or holder == ARGV[2] then
     fence = fence + 1
     holder = ARGV[2]
     expires = now + tonumber(ARGV[3])
