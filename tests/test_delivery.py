@@ -167,3 +167,26 @@ async def test_rewind_redelivers_from_the_cursor(make_settings, client_for, rece
         assert response.status == status, (path, await response.text())
         assert "error" in await response.json()
     assert (await client.get("/api/admin/subscribers")).status == 401
+
+
+async def test_an_idle_worker_gives_its_lease_up_and_the_next_append_starts_one(
+    make_settings, client_for, receiver
+):
+    subs = {"crm": subscriber("crm", receiver.url("crm"))}
+    idle = DeliverySettings(retry_min=0.02, retry_max=0.2, lease=2.0, sweep=30, idle_release=0.5)
+    client = await client_for(make_settings(subscribers=subs, delivery=idle))
+
+    async def holder() -> str | None:
+        admin = await (await client.get("/api/admin/subscribers", headers=API)).json()
+        return admin["subscribers"][0]["accounts"][0]["holder"]
+
+    await publish(client, "acme", ["a"])
+    await receiver.wait_for(lambda: len(receiver.delivered()) == 1)
+    assert await holder() is not None
+    deadline = time.monotonic() + 10
+    while await holder() is not None:  # waiters' periodic re-reads do not count as activity
+        assert time.monotonic() < deadline, "the idle worker should release its lease"
+        await asyncio.sleep(0.1)
+    await publish(client, "acme", ["b"])
+    await receiver.wait_for(lambda: len(receiver.delivered()) == 2)
+    assert [r.msg_id for r in receiver.delivered()] == ["a", "b"]

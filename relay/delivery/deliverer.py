@@ -247,6 +247,9 @@ class Deliverer:
 
     async def _deliver_stream(self, job: Job, cursor: Cursor | None) -> bool:
         subscriber, account = job.subscriber, job.account
+        # Wake-ups come without new events too (every waiter re-reads now and then), so
+        # idleness is time since the last event, not since the last wake-up.
+        active_at = time.monotonic()
         while not (job.lost.is_set() or self._closing.is_set()):
             signal = self.wakeups.next_append(account)  # armed before the read
             page = await self.store.read(
@@ -266,6 +269,8 @@ class Deliverer:
             if cursor is None:
                 # First delivery to this subscriber: everything the stream retains.
                 cursor = page.low
+            if page.events:
+                active_at = time.monotonic()
             skipped: Cursor | None = None
             reread = False
             for event in page.events:
@@ -294,21 +299,20 @@ class Deliverer:
                 cursor = skipped
             if page.more:
                 continue
-            if not await self._idle(job, signal):
+            idle_left = self.settings.idle_release - (time.monotonic() - active_at)
+            if idle_left <= 0 or not await self._idle(job, signal, idle_left):
                 return await self._give_up_if_still_idle(job, signal)
         return False
 
-    async def _idle(self, job: Job, signal: asyncio.Future[None]) -> bool:
-        """Wait for the next append. False after `idle_release` without one."""
+    async def _idle(self, job: Job, signal: asyncio.Future[None], timeout: float) -> bool:
+        """Wait for the next append. False after `timeout` without one."""
         waiters = [
             signal,
             asyncio.ensure_future(job.lost.wait()),
             asyncio.ensure_future(self._closing.wait()),
         ]
         try:
-            await asyncio.wait(
-                waiters, timeout=self.settings.idle_release, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters[1:]:
                 waiter.cancel()
