@@ -242,3 +242,26 @@ async def test_a_replica_frozen_past_its_lease_cannot_move_the_cursor(redis_url,
     assert ids == ["e0", "e1", "e1", "e2", "e3", "e4"], ids
     print(f"\nfencing: deliveries {ids}, cursor {format_cursor(e4)} under token {token_b}")
     print("A's log:", [line for line in a.log().splitlines() if "delivery." in line][-3:])
+
+
+async def test_a_replica_stopped_with_sigterm_hands_its_accounts_over_at_once(redis_url, tmp_path):
+    receiver = await Receiver().start()
+    config = write_config(tmp_path, receiver.url("crm"), ["handover"], "10s")
+    env = relay_env(redis_url, config, lease="60s")  # far longer than the test waits
+    a = RelayProcess(env).start()
+    b = RelayProcess(env).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            event = {"account": "handover", "type": "message.created", "id": "e0"}
+            await publish(session, [a.url], event)
+            await receiver.wait_for(lambda: len(receiver.delivered()) == 1)
+            a.stop()  # SIGTERM: its leases are released, not left to lapse
+            stopped = time.monotonic()
+            await publish(session, [b.url], {**event, "id": "e1"})
+            await receiver.wait_for(lambda: len(receiver.delivered()) == 2, timeout=20)
+            assert time.monotonic() - stopped < 20 < 60
+    finally:
+        a.stop()
+        b.stop()
+        await receiver.stop()
+    assert [r.msg_id for r in receiver.delivered()] == ["e0", "e1"]

@@ -127,6 +127,7 @@ class Deliverer:
             )
         if self._session is not None:
             await self._session.close()
+        log.info("delivery.stopped", released=len(held))
 
     async def _release(self, job: Job) -> None:
         with contextlib.suppress(StoreUnavailable):
@@ -211,8 +212,12 @@ class Deliverer:
                 # The holder is keeping up: check again once its lease could have lapsed.
                 self._elsewhere[(name, account)] = time.monotonic() + entry.lease_left
                 return True
-            # The holder may be dead: take over once its lease lapses.
-            await self._pause(entry.lease_left + random.uniform(0, self.settings.lease / 10))
+            # The holder is behind, or dead, or handing over: ask again at the account's
+            # next append, or once its lease could have lapsed (a third of a lease at most,
+            # as a holder that stops releases its leases early).
+            signal = self.wakeups.next_append(account)
+            pause = min(entry.lease_left, self.settings.lease / 3)
+            await self._pause(pause + random.uniform(0, self.settings.lease / 10), signal)
             return False
         job.token, job.attempts = entry.granted, 0
         job.lost = asyncio.Event()
@@ -403,12 +408,16 @@ class Deliverer:
         delay = min(self.settings.retry_max, self.settings.retry_min * 2 ** min(attempt - 1, 40))
         return random.uniform(delay / 2, delay)
 
-    async def _pause(self, seconds: float, lost: asyncio.Event | None = None) -> None:
-        waiters = [asyncio.ensure_future(self._closing.wait())]
-        if lost is not None:
-            waiters.append(asyncio.ensure_future(lost.wait()))
+    async def _pause(
+        self, seconds: float, until: asyncio.Event | asyncio.Future[None] | None = None
+    ) -> None:
+        """Sleep `seconds`, less if the deliverer stops or `until` happens first."""
+        waiters: list[asyncio.Future] = [asyncio.ensure_future(self._closing.wait())]
+        if isinstance(until, asyncio.Event):
+            waiters.append(asyncio.ensure_future(until.wait()))
         try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            pending = [*waiters, until] if isinstance(until, asyncio.Future) else waiters
+            await asyncio.wait(pending, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
