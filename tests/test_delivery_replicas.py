@@ -106,8 +106,15 @@ async def test_every_event_reaches_a_flaky_receiver_across_a_sigkill(redis_url, 
                     event = {"account": account, "type": "message.created", "id": f"p{w}-{i}"}
                     await publish(session, urls[w % 2 :] + urls[: w % 2], event)
 
+            held_by_a = 0
+
             async def kill_midway() -> float:
+                nonlocal held_by_a
                 await receiver.wait_for(lambda: len(receiver.delivered()) >= EVENTS // 3, 120)
+                async with session.get(f"{b.url}/api/admin/subscribers", headers=API) as r:
+                    (crm,) = (await r.json())["subscribers"]
+                pid = f":{a.process.pid}:"
+                held_by_a = sum(pid in (acc["holder"] or "") for acc in crm["accounts"])
                 a.process.send_signal(signal.SIGKILL)
                 a.process.wait(10)
                 killed_at = time.time()
@@ -135,6 +142,7 @@ async def test_every_event_reaches_a_flaky_receiver_across_a_sigkill(redis_url, 
         await receiver.stop()
     elapsed = time.monotonic() - started
 
+    assert held_by_a >= 1, "the killed replica was delivering when it died"
     assert all(r.verified for r in receiver.requests), "every signature verifies"
     redeliveries = 0
     after_2xx = 0  # receipts of events already delivered (the redelivered ones' retries too)
@@ -172,7 +180,7 @@ async def test_every_event_reaches_a_flaky_receiver_across_a_sigkill(redis_url, 
         f"\nchaos: events={total} requests={requests} 2xx={ok} "
         f"retries={requests - total - after_2xx} redeliveries={redeliveries} "
         f"stalls={stalls} late={sum(r.status == LATE for r in receiver.requests)} "
-        f"worst_lag={worst_lag:.2f}s elapsed={elapsed:.1f}s"
+        f"worst_lag={worst_lag:.2f}s elapsed={elapsed:.1f}s leases_held_by_the_killed={held_by_a}"
     )
 
 
