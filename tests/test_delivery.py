@@ -11,7 +11,7 @@ import pytest
 from relay.cursor import parse_cursor
 from relay.delivery.config import DeliverySettings, Subscriber
 from relay.store.base import Retention
-from tests.conftest import API
+from tests.conftest import API, settings_for
 from tests.receiver import SECRET, Receiver
 
 
@@ -190,3 +190,36 @@ async def test_an_idle_worker_gives_its_lease_up_and_the_next_append_starts_one(
     await publish(client, "acme", ["b"])
     await receiver.wait_for(lambda: len(receiver.delivered()) == 2)
     assert [r.msg_id for r in receiver.delivered()] == ["a", "b"]
+
+
+async def test_a_subscriber_of_every_account_gets_each_accounts_events(
+    make_settings, client_for, receiver
+):
+    subs = {"audit": subscriber("audit", receiver.url("audit"), accounts=("*",))}
+    client = await client_for(make_settings(subscribers=subs, delivery=FAST))
+    for account in ("acme", "globex", "initech"):
+        await publish(client, account, [f"{account}-1", f"{account}-2"])
+    await receiver.wait_for(lambda: len(receiver.delivered()) == 6)
+    by_account: dict[str, list[str]] = {}
+    for r in receiver.delivered():
+        by_account.setdefault(r.account, []).append(r.msg_id)
+    assert by_account == {a: [f"{a}-1", f"{a}-2"] for a in ("acme", "globex", "initech")}
+    admin = await (await client.get("/api/admin/subscribers", headers=API)).json()
+    listed = {a["account"] for a in admin["subscribers"][0]["accounts"]}
+    assert listed == {"acme", "globex", "initech"}
+
+
+async def test_after_a_restart_the_sweep_finds_undelivered_events(redis_url, client_for, receiver):
+    # Events stored while no relay delivered them (none was configured to, here): a new
+    # relay's first sweep finds them, for listed accounts and for "*".
+    quiet = await client_for(settings_for("redis", redis_url))
+    await publish(quiet, "acme", ["a", "b"])
+    await publish(quiet, "globex", ["g"])
+    subs = {
+        "crm": subscriber("crm", receiver.url("crm"), accounts=("acme",)),
+        "audit": subscriber("audit", receiver.url("audit"), accounts=("*",)),
+    }
+    await client_for(settings_for("redis", redis_url, subscribers=subs, delivery=FAST))
+    await receiver.wait_for(lambda: len(receiver.delivered()) == 5)
+    assert [r.msg_id for r in receiver.delivered("crm")] == ["a", "b"]
+    assert sorted(r.msg_id for r in receiver.delivered("audit")) == ["a", "b", "g"]
