@@ -223,3 +223,11 @@ async def test_after_a_restart_the_sweep_finds_undelivered_events(redis_url, cli
     await receiver.wait_for(lambda: len(receiver.delivered()) == 5)
     assert [r.msg_id for r in receiver.delivered("crm")] == ["a", "b"]
     assert sorted(r.msg_id for r in receiver.delivered("audit")) == ["a", "b", "g"]
+
+
+def test_retries_back_off_from_1_s_doubling_to_10_min_with_jitter():
+    schedule = DeliverySettings()
+    for attempt, ceiling in [(1, 1), (2, 2), (3, 4), (10, 512), (11, 600), (50, 600)]:
+        delays = [schedule.retry_delay(attempt) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 100, "jittered"

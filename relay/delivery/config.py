@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
+import random
 import re
 import tomllib
 from collections.abc import Mapping
@@ -64,6 +65,12 @@ class DeliverySettings:
     sweep: float = 30.0
     idle_release: float = 60.0
     page: int = 100
+
+    def retry_delay(self, attempt: int) -> float:
+        """1 s doubling to 10 min (RELAY_DELIVERY_RETRY_MIN/MAX), with jitter: a receiver
+        that comes back is not hit by every account at the same instant."""
+        delay = min(self.retry_max, self.retry_min * 2 ** min(attempt - 1, 40))
+        return random.uniform(delay / 2, delay)
 
 
 def load_subscribers(

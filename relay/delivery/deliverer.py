@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import aiohttp
-import orjson
 
 from relay import clock
-from relay.cursor import Cursor, format_cursor
+from relay.cursor import Cursor
 from relay.delivery.config import DeliverySettings, Subscriber
+from relay.delivery.messages import id_and_type, reset_message
 from relay.delivery.sender import post_event
 from relay.delivery.wakeups import Wakeups
 from relay.errors import StoreUnavailable
@@ -192,7 +192,7 @@ class Deliverer:
                         account=job.account,
                         reason=error.detail,
                     )
-                    await self._pause(self._backoff(failures))
+                    await self._pause(self.settings.retry_delay(failures))
                     continue
                 if done:
                     return
@@ -264,7 +264,7 @@ class Deliverer:
                 # Trimmed before it was delivered: say so once, then carry on from here.
                 job.head = cursor
                 sent = await self._send(
-                    job, cursor, *_reset_message(account, page.low), page.low, is_reset=True
+                    job, cursor, *reset_message(account, page.low), page.low, is_reset=True
                 )
                 if sent is Sent.LOST:
                     return False
@@ -280,7 +280,7 @@ class Deliverer:
             reread = False
             for event in page.events:
                 wire = event.wire()
-                msg_id, event_type = _id_and_type(wire)
+                msg_id, event_type = id_and_type(wire)
                 if not subscriber.wants(event_type):
                     skipped = event.timestamp
                     continue
@@ -362,7 +362,7 @@ class Deliverer:
                     return Sent.LOST
                 return Sent.DELIVERED
             job.attempts += 1
-            delay = self._backoff(job.attempts)
+            delay = self.settings.retry_delay(job.attempts)
             entry = await self.ledger.fail(
                 subscriber.name,
                 account,
@@ -402,12 +402,6 @@ class Deliverer:
         page = await self.store.read(account, stamp - 1, 1)
         return not page.reset and bool(page.events) and page.events[0].timestamp == stamp
 
-    def _backoff(self, attempt: int) -> float:
-        """1 s doubling to 10 min (RELAY_DELIVERY_RETRY_MIN/MAX), with jitter: a receiver
-        that comes back is not hit by every account at the same instant."""
-        delay = min(self.settings.retry_max, self.settings.retry_min * 2 ** min(attempt - 1, 40))
-        return random.uniform(delay / 2, delay)
-
     async def _pause(
         self, seconds: float, until: asyncio.Event | asyncio.Future[None] | None = None
     ) -> None:
@@ -442,20 +436,3 @@ class Deliverer:
                 self.metrics.child(self.metrics.subscriber_lag, name).set(lag[name])
                 self.metrics.child(self.metrics.subscriber_failing, name).set(failing[name])
             await asyncio.sleep(1.0)
-
-
-def _id_and_type(wire: bytes) -> tuple[str, str]:
-    document = orjson.loads(wire)
-    return str(document.get("id")), str(document.get("type"))
-
-
-def _reset_message(account: str, low: Cursor) -> tuple[str, bytes]:
-    """`relay.reset`: events before `timestamp` were trimmed before they could be
-    delivered; reload the account's state, then expect every event after it. The id is
-    derived from the cursor, so a retried reset is recognized as the same message."""
-    stamp = format_cursor(low)
-    msg_id = f"relay.reset.{low}"
-    body = orjson.dumps(
-        {"id": msg_id, "type": "relay.reset", "account": account, "timestamp": stamp, "reset": True}
-    )
-    return msg_id, body
