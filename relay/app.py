@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from relay import demo
 from relay.appkeys import (
     DEAD_LETTERS,
+    DELIVERY,
     LIVE,
     METRICS,
     POLL_LIMITER,
@@ -22,7 +23,11 @@ from relay.appkeys import (
 )
 from relay.auth import TokenVerifier
 from relay.cors import allow_browser_origins
+from relay.delivery import routes as delivery_routes
+from relay.delivery.deliverer import Deliverer
+from relay.delivery.wakeups import Wakeups
 from relay.errors import StoreUnavailable
+from relay.fanout import pull
 from relay.fanout import routes as fanout_routes
 from relay.fanout.live import Live
 from relay.http import edge_middleware, json_response
@@ -35,6 +40,7 @@ from relay.ratelimit import RateLimiter
 from relay.settings import Settings
 from relay.store.base import Store
 from relay.store.dead_letters import DeadLetters, MemoryDeadLetters, RedisDeadLetters
+from relay.store.delivery_ledger import DeliveryLedger, MemoryLedger
 from relay.store_health import store_health_ctx
 
 
@@ -63,6 +69,19 @@ def build_dead_letters(store: Store) -> DeadLetters:
     return MemoryDeadLetters()
 
 
+def build_ledger(store: Store) -> DeliveryLedger:
+    """Delivery cursors and leases live in the same engine as the events."""
+    from relay.store.memory import MemoryStore
+    from relay.store.redis import RedisStore
+
+    if isinstance(store, RedisStore):
+        from relay.store.redis_ledger import RedisLedger
+
+        return RedisLedger(store.connected_client)
+    assert isinstance(store, MemoryStore), "a custom store needs its own delivery ledger"
+    return MemoryLedger(store.accounts)
+
+
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
     """Wire everything; nothing is opened before the app starts (see `store_ctx`)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge_middleware])
@@ -77,11 +96,22 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[DEAD_LETTERS] = build_dead_letters(store)
     app[LIVE] = Live(observed, settings.live, app[METRICS])
     observed.on_append = app[LIVE].on_append
+    app[DELIVERY] = Deliverer(
+        observed,
+        build_ledger(store),
+        Wakeups(app[LIVE].hub),
+        settings.subscribers.values(),
+        settings.delivery,
+        app[METRICS],
+    )
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(wakeups_ctx)
     app.cleanup_ctx.append(store_health_ctx)
+    app.cleanup_ctx.append(delivery_ctx)
     app.on_shutdown.append(close_live)
     fanout_routes.add_routes(app)
+    pull.add_routes(app)
+    delivery_routes.add_routes(app)
     ingest_routes.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -112,6 +142,14 @@ async def wakeups_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.wait({task}, timeout=0.5)
     if task.done() and not task.cancelled():
         task.exception()  # retrieved, so asyncio does not log it at exit
+
+
+async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Push delivery to the configured subscribers, stopped before the store closes."""
+    task = asyncio.create_task(app[DELIVERY].run())
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def close_live(app: web.Application) -> None:

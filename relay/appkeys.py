@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from relay.auth import TokenVerifier
+from relay.delivery.deliverer import Deliverer
 from relay.fanout.live import Live
 from relay.metrics import Metrics
 from relay.ratelimit import RateLimiter
@@ -20,3 +21,4 @@ LIVE = web.AppKey("live", Live)
 POLL_LIMITER = web.AppKey("poll_limiter", RateLimiter)
 WEBHOOK_LIMITER = web.AppKey("webhook_limiter", RateLimiter)
 DEAD_LETTERS = web.AppKey("dead_letters", DeadLetters)
+DELIVERY = web.AppKey("delivery", Deliverer)
