@@ -17,11 +17,21 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bench import fixtures, live
+from bench import deliveries, fixtures, live
 from bench.load import Generator, Load, Result, pick, write_variants
 from bench.servers import Proc, cpu_seconds, cpus, python_proc, redis_proc, relay_proc, running
 
-SCENARIOS = ("empty", "poll10", "publish", "webhook", "sse", "longpoll", "rss", "workers")
+SCENARIOS = (
+    "empty",
+    "poll10",
+    "publish",
+    "webhook",
+    "sse",
+    "longpoll",
+    "rss",
+    "workers",
+    "deliveries",
+)
 
 
 @dataclass(frozen=True)
@@ -179,6 +189,8 @@ class Bench:
                 self.rss(redis_url)
             if "workers" in chosen:
                 self.workers(redis_url)
+            if "deliveries" in chosen:
+                deliveries.run(self, redis_url)
         finally:
             redis.stop()
 

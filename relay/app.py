@@ -13,6 +13,7 @@ from relay import demo
 from relay.appkeys import (
     BODY_BUDGET,
     DEAD_LETTERS,
+    DELIVERY,
     LIVE,
     METRICS,
     POLL_LIMITER,
@@ -25,7 +26,11 @@ from relay.appkeys import (
 from relay.auth import TokenVerifier
 from relay.body_budget import BodyBudget
 from relay.cors import allow_browser_origins
+from relay.delivery import routes as delivery_routes
+from relay.delivery.deliverer import Deliverer
+from relay.delivery.wakeups import Wakeups
 from relay.errors import StoreUnavailable
+from relay.fanout import pull
 from relay.fanout import routes as fanout_routes
 from relay.fanout.live import Live
 from relay.http import edge_middleware, json_response, refusals_log
@@ -45,6 +50,7 @@ from relay.store.dead_letters import (
     MemoryDeadLetters,
     RedisDeadLetters,
 )
+from relay.store.delivery_ledger import DeliveryLedger, MemoryLedger
 from relay.store_health import store_health_ctx
 
 
@@ -80,6 +86,19 @@ def build_dead_letters(store: Store, settings: Settings) -> DeadLetters:
     )
 
 
+def build_ledger(store: Store) -> DeliveryLedger:
+    """Delivery cursors and leases live in the same engine as the events."""
+    from relay.store.memory import MemoryStore
+    from relay.store.redis import RedisStore
+
+    if isinstance(store, RedisStore):
+        from relay.store.redis_ledger import RedisLedger
+
+        return RedisLedger(store.connected_client)
+    assert isinstance(store, MemoryStore), "a custom store needs its own delivery ledger"
+    return MemoryLedger(store.accounts)
+
+
 def create_app(settings: Settings, store: Store | None = None) -> web.Application:
     """Wire everything; nothing is opened before the app starts (see `store_ctx`)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[edge_middleware])
@@ -101,12 +120,23 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app[DEAD_LETTERS] = build_dead_letters(store, settings)
     app[LIVE] = Live(observed, settings.live, app[METRICS])
     observed.on_append = app[LIVE].on_append
+    app[DELIVERY] = Deliverer(
+        observed,
+        build_ledger(store),
+        Wakeups(app[LIVE].hub),
+        settings.subscribers.values(),
+        settings.delivery,
+        app[METRICS],
+    )
     app.cleanup_ctx.append(store_ctx)
     app.cleanup_ctx.append(wakeups_ctx)
     app.cleanup_ctx.append(store_health_ctx)
+    app.cleanup_ctx.append(delivery_ctx)
     app.on_shutdown.append(close_live)
     app.on_cleanup.append(flush_sampled_logs)
     fanout_routes.add_routes(app)
+    pull.add_routes(app)
+    delivery_routes.add_routes(app)
     ingest_routes.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -145,6 +175,14 @@ async def wakeups_ctx(app: web.Application) -> AsyncIterator[None]:
 async def flush_sampled_logs(app: web.Application) -> None:
     refusals_log.flush()
     malformed_log.flush()
+
+
+async def delivery_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Push delivery to the configured subscribers, stopped before the store closes."""
+    task = asyncio.create_task(app[DELIVERY].run())
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def close_live(app: web.Application) -> None:

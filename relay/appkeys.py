@@ -6,6 +6,7 @@ from aiohttp import web
 
 from relay.auth import TokenVerifier
 from relay.body_budget import BodyBudget
+from relay.delivery.deliverer import Deliverer
 from relay.fanout.live import Live
 from relay.metrics import Metrics
 from relay.ratelimit import RateLimiter
@@ -23,3 +24,4 @@ WEBHOOK_LIMITER = web.AppKey("webhook_limiter", RateLimiter)
 REJECT_LIMITER = web.AppKey("reject_limiter", RateLimiter)
 BODY_BUDGET = web.AppKey("body_budget", BodyBudget)
 DEAD_LETTERS = web.AppKey("dead_letters", DeadLetters)
+DELIVERY = web.AppKey("delivery", Deliverer)

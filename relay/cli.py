@@ -229,6 +229,12 @@ def check_config(args: argparse.Namespace) -> int:
     print(f"retention: max_events={r.max_events} max_age={r.max_age_us // 1_000_000}s")
     for name, source in sorted(settings.sources.items()):
         print(f"source {name}: provider={source.provider} account={source.account}")
+    for name, sub in sorted(settings.subscribers.items()):
+        types = ",".join(sub.types) or "*"
+        print(
+            f"subscriber {name}: url={sub.url} accounts={','.join(sub.accounts)} types={types} "
+            f"timeout={sub.timeout:g}s keys={len(sub.keys)} max_in_flight={sub.max_in_flight}"
+        )
     if args.connect:
         reason = asyncio.run(_try_store(settings))
         if reason is not None:

@@ -118,6 +118,25 @@ class Metrics:
         self.pubsub_up = Gauge(
             "relay_pubsub_up", "1 while the cross-replica wake-up subscription is up", registry=r
         )
+        # Delivery to subscribers: labelled by configured subscriber names (bounded).
+        self.subscriber_deliveries = Counter(
+            "relay_subscriber_deliveries_total",
+            "Delivery attempts to subscribers by outcome (delivered, rejected, timeout, error)",
+            ["subscriber", "outcome"],
+            registry=r,
+        )
+        self.subscriber_lag = Gauge(
+            "relay_subscriber_lag_seconds",
+            "Age of the oldest event this replica has yet to deliver to the subscriber",
+            ["subscriber"],
+            registry=r,
+        )
+        self.subscriber_failing = Gauge(
+            "relay_subscriber_failing",
+            "1 while an account's head event to this subscriber is failing on this replica",
+            ["subscriber"],
+            registry=r,
+        )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 

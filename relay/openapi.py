@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from relay import __version__
+from relay.delivery.openapi_paths import delivery_paths
 from relay.settings import Settings
 
 SCHEMA_PATH = "/schemas/update-event.json"
@@ -243,6 +244,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     post["parameters"] = [*post["parameters"], sub_path]
     document["paths"]["/webhooks/{source}/{path}"] = {"post": post}
     document["paths"].update(_dead_letter_paths())
+    document["paths"].update(delivery_paths(settings.poll_limit_max))
     if settings.metrics_port is not None:
         del document["paths"]["/metrics"]  # served on RELAY_METRICS_PORT, not here
     document["paths"][SCHEMA_PATH] = {

@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from relay.delivery.config import (
+    SUBSCRIBER_KEYS,
+    DeliverySettings,
+    Subscriber,
+    load_subscribers,
+)
 from relay.events import ACCOUNT_PATTERN
 from relay.store.base import Retention
 from relay.store.connections import parse_sentinel_url
@@ -36,7 +42,6 @@ PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
     "evolution": ("secret_env", "jwt_key_env"),
     "zapi": ("secret_env",),
 }
-SUBSCRIBER_KEYS = ("url", "accounts", "secret_env", "types", "timeout")  # DESIGN.md
 # Secrets that someone may be tempted to write inline: the error says to use `<key>_env`.
 _INLINE_SECRETS = ("secret", "verify_token", "token", "api_key", "jwt_key", "shared_key")
 # RFC 7518 section 3.2: an HS256 key must be at least as long as the hash output.
@@ -123,6 +128,8 @@ class Settings:
     live: LiveSettings = field(default_factory=LiveSettings)
     config_path: Path | None = None
     sources: Mapping[str, Source] = field(default_factory=dict)
+    subscribers: Mapping[str, Subscriber] = field(default_factory=dict)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
     demo: bool = False  # RELAY_DEMO=1 serves the demo inbox at /demo
     # RELAY_CORS_ORIGINS: pages of these origins (or "*": any) may call the browser routes.
     cors_origins: tuple[str, ...] = ()
@@ -136,6 +143,8 @@ class Settings:
         values = [*(self.jwt_secret or "").split(), *self.api_keys]
         for source in self.sources.values():
             values += source.secrets.values()
+        for subscriber in self.subscribers.values():
+            values += subscriber.secret_values
         values.append(os.environ.get("RELAY_REDIS_SENTINEL_PASSWORD", ""))
         if self.redis_url and "@" in self.redis_url:
             password = self.redis_url.split("@", 1)[0].rsplit(":", 1)[-1]
@@ -223,6 +232,13 @@ class Settings:
             live=live,
             config_path=config_path,
             sources=_load_sources(config_path, env, problems) if config_path else {},
+            subscribers=load_subscribers(config_path, env, problems),
+            delivery=DeliverySettings(
+                retry_min=seconds("RELAY_DELIVERY_RETRY_MIN", "1s"),
+                retry_max=seconds("RELAY_DELIVERY_RETRY_MAX", "10m"),
+                lease=seconds("RELAY_DELIVERY_LEASE", "30s"),
+                sweep=seconds("RELAY_DELIVERY_SWEEP", "30s"),
+            ),
             demo=reader.flag("RELAY_DEMO"),
             cors_origins=reader.origins("RELAY_CORS_ORIGINS"),
         )

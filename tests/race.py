@@ -22,12 +22,14 @@ class Poller:
     resets: int = 0
 
 
-async def _poll(session: aiohttp.ClientSession, poller: Poller, headers) -> list[dict]:
-    async with session.get(
-        f"{poller.url}/api/chats/check-updates/",
-        params={"last_check": poller.cursor, "limit": "1000"},
-        headers=headers,
-    ) as response:
+async def _poll(
+    session: aiohttp.ClientSession, poller: Poller, headers, pull_account: str | None = None
+) -> list[dict]:
+    """check-updates with a browser token, or (pull_account) the pull API with an API key."""
+    path, params = "/api/chats/check-updates/", {"last_check": poller.cursor, "limit": "1000"}
+    if pull_account is not None:
+        path, params = "/api/events", {**params, "account": pull_account}
+    async with session.get(f"{poller.url}{path}", params=params, headers=headers) as response:
         assert response.status == 200, await response.text()
         answer = await response.json()
     poller.polls += 1
@@ -37,16 +39,20 @@ async def _poll(session: aiohttp.ClientSession, poller: Poller, headers) -> list
     return answer["updates"]
 
 
-async def run_race(publish_urls: list[str], poll_urls: list[str], account: str = "race") -> dict:
+async def run_race(
+    publish_urls: list[str], poll_urls: list[str], account: str = "race", pull: bool = False
+) -> dict:
+    """`pull`: the pollers are the main application on `GET /api/events`, not browsers."""
     total = PUBLISHERS * PER_PUBLISHER
-    headers = auth(account)
+    headers = API if pull else auth(account)
+    pull_account = account if pull else None
     pollers = [Poller(poll_urls[i % len(poll_urls)]) for i in range(POLLERS)]
     acked: dict[str, str] = {}
     done_publishing = asyncio.Event()
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         for poller in pollers:  # every poller starts "from now", before any publish
-            await _poll(session, poller, headers)
+            await _poll(session, poller, headers, pull_account)
 
         async def publisher(w: int) -> None:
             url = f"{publish_urls[w % len(publish_urls)]}/api/publish"
@@ -66,12 +72,12 @@ async def run_race(publish_urls: list[str], poll_urls: list[str], account: str =
         async def poll_until_complete(poller: Poller) -> None:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                updates = await _poll(session, poller, headers)
+                updates = await _poll(session, poller, headers, pull_account)
                 if done_publishing.is_set() and len(poller.seen) >= total:
                     break
                 if not updates:
                     await asyncio.sleep(0.002)
-            await _poll(session, poller, headers)  # one more: nothing may come twice
+            await _poll(session, poller, headers, pull_account)  # one more: nothing may come twice
 
         started = time.monotonic()
         polling = [asyncio.create_task(poll_until_complete(p)) for p in pollers]

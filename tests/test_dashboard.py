@@ -18,14 +18,6 @@ from tests.test_deploy import exported_metric_names
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "k8s/components/monitoring/relay-dashboard.json"
 
-# -- Metrics of subscribers (DESIGN.md, "Push"), with their labels, which the subscriber
-# delivery work adds to relay/metrics.py. Until it is merged they are not registered; once
-# it is, empty this table and the checks below cover them like every other metric.
-PENDING_SUBSCRIBER_METRICS: dict[str, set[str]] = {
-    "relay_subscriber_lag_seconds": {"subscriber"},
-    "relay_subscriber_deliveries_total": {"subscriber", "outcome"},
-    "relay_subscriber_failing": {"subscriber"},
-}
 # Labels Prometheus adds to every scraped series (the ServiceMonitor and compose's job).
 TARGET_LABELS = {"instance", "job", "namespace", "pod", "service", "container", "endpoint"}
 
@@ -72,8 +64,6 @@ def exported_labels() -> dict[str, set[str]]:
         for suffix in ("", "_total", "_count", "_sum"):
             labels[metric._name + suffix] = set(names)
         labels[metric._name + "_bucket"] = {*names, "le"}
-    for name, pending in PENDING_SUBSCRIBER_METRICS.items():
-        labels[name] = pending
     return labels
 
 
@@ -96,7 +86,7 @@ def metric_names(expr: str) -> set[str]:
 def test_every_query_parses_and_names_only_metrics_relay_exports(title: str, expr: str):
     used = metric_names(expr)
     assert used, f"{title}: no metric in {expr}"
-    unknown = used - exported_metric_names() - set(PENDING_SUBSCRIBER_METRICS)
+    unknown = used - exported_metric_names()
     assert not unknown, f"{title}: {unknown} are not exported by relay"
 
 
@@ -118,12 +108,6 @@ def test_every_label_a_query_filters_or_groups_by_exists(title: str, expr: str):
     assert used <= known, f"{title}: labels {used - known} are not on {metric_names(expr)}"
     for legend in re.findall(r"\{\{(\w+)\}\}", " ".join(targets_of(title))):
         assert legend in known, f"{title}: legend {{{{{legend}}}}} is not a label"
-
-
-def test_pending_subscriber_metrics_are_the_designs_names():
-    registered = exported_metric_names()
-    # Once registered, a name must leave the pending table (so it never hides a typo).
-    assert not set(PENDING_SUBSCRIBER_METRICS) & registered
 
 
 def test_the_dashboard_shows_what_the_issue_asks_for():

@@ -30,6 +30,11 @@ class Hub:
         # False until the cross-replica hints are flowing (always True for one process).
         self.hints_up = False
         self.wakeups = 0
+        self._listeners: list[Callable[[str], None]] = []
+
+    def add_listener(self, listener: Callable[[str], None]) -> None:
+        """Called with the account at every advance (delivery's "some account advanced")."""
+        self._listeners.append(listener)
 
     def arm(self, account: str) -> asyncio.Future[None]:
         """A future resolved at the account's next advance (or a wake_all)."""
@@ -46,6 +51,8 @@ class Hub:
         elif cursor == head.cursor:
             head.confirmed_at = time.monotonic()
         self._fire(account)
+        for listener in self._listeners:
+            listener(account)
 
     def confirm(self, account: str, cursor: Cursor) -> None:
         """A read saw the account's clock at `cursor`: the watermark is fresh again."""

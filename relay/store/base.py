@@ -29,6 +29,9 @@ class Page:
     cursor: Cursor
     more: bool
     reset: bool
+    # The stream's low watermark: a cursor at or above it reads without a reset (a
+    # subscriber told `relay.reset` carries on from here).
+    low: Cursor = 0
 
 
 class Store(Protocol):
@@ -64,7 +67,7 @@ def page_from(
 ) -> Page:
     """The cursor rules shared by the engines (the range itself is engine-specific)."""
     if since is None:
-        return Page([], clock, more=False, reset=False)
+        return Page([], clock, more=False, reset=False, low=low)
     more = len(events) >= limit
     cursor = events[-1].timestamp if more else clock
-    return Page(events, cursor, more=more, reset=min(since, clock) < low)
+    return Page(events, cursor, more=more, reset=min(since, clock) < low, low=low)

@@ -24,6 +24,12 @@ def ids_key(account: str) -> str:
     return f"relay:{{{account}}}:ids"
 
 
+def subscriber_key(account: str, subscriber: str) -> str:
+    """Hash: a subscriber's delivery cursor for the account, its lease and fencing token,
+    and the last attempt's outcome (see lease.lua)."""
+    return f"relay:{{{account}}}:sub:{subscriber}"
+
+
 def account_keys(account: str) -> list[str]:
     return [stream_key(account), clock_key(account), meta_key(account), ids_key(account)]
 

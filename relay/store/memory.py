@@ -86,6 +86,10 @@ class MemoryStore:
         low = max(stream.origin, stream.trimmed)
         return page_from(events, stream.clock, low, since, limit)
 
+    def accounts(self) -> list[str]:
+        """Every account this store knows (delivery's sweep for `accounts = ["*"]`)."""
+        return list(self._streams)
+
     async def watch(self, on_hint, on_state, on_gap=None) -> None:
         """One process: every append is seen locally, so hints always flow."""
         on_state(True, "in-process")
