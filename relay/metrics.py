@@ -94,6 +94,26 @@ class Metrics:
             "Polls at the account's head answered without a store call",
             registry=r,
         )
+        self.tail_hits = Counter(
+            "relay_tail_hits_total",
+            "Reads (polls, long-polls, SSE deliveries) answered from the in-process tail",
+            registry=r,
+        )
+        self.tail_misses = Counter(
+            "relay_tail_misses_total",
+            "Reads the tail could not answer, by reason (they read the store)",
+            ["reason"],
+            registry=r,
+        )
+        self.tail_drops = Counter(
+            "relay_tail_drops_total",
+            "Tails dropped or cut short by a gap, a bound or a reseed, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.tail_bytes = Gauge(
+            "relay_tail_bytes", "Bytes held by this process's tails (estimated)", registry=r
+        )
         self.wakeups = Counter(
             "relay_wakeups_total", "Waiters and streams woken to re-read", ["mode"], registry=r
         )

@@ -31,9 +31,7 @@ from relay.errors import StoreUnavailable
 from relay.events import Appended, Event, StoredEvent
 from relay.store.base import Page, Retention, page_from
 from relay.store.keys import clock_key, ids_key, meta_key, stream_key
-from relay.store.redis_hints import WAKE_CHANNEL, OnHint, OnState, watch_hints
-from relay.store.redis_shard_hints import OnGap, watch_shard_hints
-from relay.store.shard_channels import account_channel, slot_channel
+from relay.wakeups.channels import WAKE_CHANNEL, account_channel, slot_channel
 
 
 def _lua(name: str) -> str:
@@ -66,6 +64,9 @@ TRANSIENT = (TryAgainError, ClusterDownError, ClusterError)
 # and the rest of the pool stays free for readiness pings and the dead-letter store.
 MAX_IN_FLIGHT = 64
 POOL_HEADROOM = 16
+# Hints carry the stored event up to this size (RELAY_HINT_MAX_BYTES); a larger event's
+# hint travels without its body, and the processes that need it read the store.
+HINT_MAX_BYTES = 64 * 1024
 
 
 def _options(timeout: float, in_flight: int) -> dict[str, Any]:
@@ -137,9 +138,11 @@ class RedisStore:
         retention: Retention | None = None,
         timeout: float = 2.0,
         in_flight: int = MAX_IN_FLIGHT,
+        hint_max_bytes: int = HINT_MAX_BYTES,
     ) -> None:
         self.retention = retention or Retention()
         self.timeout = timeout
+        self.hint_max_bytes = hint_max_bytes
         self._limits = (
             self.retention.max_events,
             self.retention.max_age_us,
@@ -173,6 +176,7 @@ class RedisStore:
         timeout: float = 2.0,
         cluster: ClusterMode | str = "auto",
         in_flight: int = MAX_IN_FLIGHT,
+        hint_max_bytes: int = HINT_MAX_BYTES,
     ) -> RedisStore:
         """`cluster="auto"` asks the server on first use (nothing is opened before)."""
         client = None
@@ -180,9 +184,15 @@ class RedisStore:
             client = connect_cluster(url, timeout, in_flight)
         elif cluster == "no":
             client = connect(url, timeout, in_flight)
-        store = cls(client, retention, timeout, in_flight)
+        store = cls(client, retention, timeout, in_flight, hint_max_bytes)
         store._url = url
         return store
+
+    @property
+    def url(self) -> str | None:
+        """The URL the wake-up subscriptions connect with (None: a store built on a bare
+        client, which publishes no hints)."""
+        return self._url
 
     async def connected_client(self) -> Any:
         """The redis-py client, once the mode is known (`Redis` or `RedisCluster`): use
@@ -213,15 +223,17 @@ class RedisStore:
         return self.client
 
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
-        # The script itself publishes the wake-up hint once the append has committed; how
-        # depends on the server, known once connected.
+        # The script itself publishes one hint per stored event once the append has
+        # committed; how depends on the server, known once connected.
         if not self._ready:
             await self.connected_client()
-        args: list[Any] = [*self._limits, account, *self._wake_args(account)]
+        args: list[Any] = [*self._limits, account, *self._wake_args(account), self.hint_max_bytes]
         for event in events:
             args += (event.id, event.encode())
         keys = [stream_key(account), clock_key(account), meta_key(account), ids_key(account)]
         reply = await self._call("_append", keys, args)
+        # The events are committed on the master here. Waiting for replicas to acknowledge
+        # them (WAIT) belongs at this point, before the caller acknowledges its sender.
         return [
             Appended(event.id, int(reply[2 * i]), duplicate=reply[2 * i + 1] == b"1")
             for i, event in enumerate(events)
@@ -269,27 +281,6 @@ class RedisStore:
                 pause = min(pause * 2, 0.2)
             except UNAVAILABLE as error:
                 raise _unavailable(error) from error
-
-    async def watch(self, on_hint: OnHint, on_state: OnState, on_gap: OnGap | None = None) -> None:
-        """Deliver the hints of every replica's appends until cancelled: one subscription
-        per master on a Redis 7+ cluster (sharded pub/sub), else one to the seed node (a
-        classic PUBLISH on a cluster reaches every node's subscribers)."""
-        if self._url is None:
-            on_state(False, "no url to subscribe with")
-            return
-        backoff = 0.05
-        while True:  # the mode is known once Redis has answered
-            try:
-                await self.connected_client()
-                break
-            except StoreUnavailable as error:
-                on_state(False, str(error))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-        if self.sharded_hints:
-            await watch_shard_hints(self._url, on_hint, on_state, on_gap, timeout=self.timeout)
-        else:
-            await watch_hints(self._url, on_hint, on_state, timeout=self.timeout)
 
     async def ping(self) -> None:
         """Readiness. On a cluster: ready while at least one master answers; the accounts
