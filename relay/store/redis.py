@@ -31,6 +31,7 @@ from relay.errors import StoreUnavailable
 from relay.events import Appended, Event, StoredEvent
 from relay.store.base import Page, Retention, page_from
 from relay.store.keys import clock_key, ids_key, meta_key, stream_key
+from relay.store.pipeline import Pipeliner
 from relay.wakeups.channels import WAKE_CHANNEL, account_channel, slot_channel
 
 
@@ -58,10 +59,11 @@ UNAVAILABLE = (
 # follows MOVED/ASK; these mean "not yet", so the store tries again until its deadline.
 # Safe for appends too: a re-run with the same event ids is a no-op (see append.lua).
 TRANSIENT = (TryAgainError, ClusterDownError, ClusterError)
-# Script calls in flight per process (RELAY_REDIS_MAX_CONNECTIONS). redis-py 8 refuses a
-# call beyond its pool size (MaxConnectionsError) rather than waiting, so the store queues
-# its calls on a semaphore below the pool size: a burst waits its turn instead of failing,
-# and the rest of the pool stays free for readiness pings and the dead-letter store.
+# Pipelines in flight per process (RELAY_REDIS_MAX_CONNECTIONS; see store/pipeline.py).
+# redis-py 8 refuses a call beyond its pool size (MaxConnectionsError) rather than waiting,
+# so the store queues its pipelines on a semaphore below the pool size: a burst waits its
+# turn instead of failing, and the rest of the pool stays free for readiness pings and the
+# dead-letter store.
 MAX_IN_FLIGHT = 64
 POOL_HEADROOM = 16
 # Hints carry the stored event up to this size (RELAY_HINT_MAX_BYTES); a larger event's
@@ -153,7 +155,6 @@ class RedisStore:
         self._url: str | None = None
         self._connecting = asyncio.Lock()
         self._max_in_flight = in_flight
-        self._in_flight = asyncio.Semaphore(in_flight)
         self.client: Any = None
         self.clustered = False
         # Redis Cluster 7+: the hint goes to the account's shard only (SPUBLISH).
@@ -167,6 +168,7 @@ class RedisStore:
         self.clustered = isinstance(client, RedisCluster)
         self._append = client.register_script(APPEND_LUA)
         self._read = client.register_script(READ_LUA)
+        self._pipeliner = Pipeliner(client, self._max_in_flight)
 
     @classmethod
     def from_url(
@@ -259,7 +261,7 @@ class RedisStore:
         # Giving up on an append that did land is safe: the sender's retry is a duplicate.
         budget = 2 * self.timeout
         try:
-            async with asyncio.timeout(budget), self._in_flight:
+            async with asyncio.timeout(budget):
                 return await self._call_now(script, keys, args)
         except TimeoutError as error:
             raise StoreUnavailable(f"redis did not answer within {budget:g}s") from error
@@ -271,7 +273,7 @@ class RedisStore:
         pause = 0.01
         while True:
             try:
-                return await getattr(self, script)(keys=keys, args=args)
+                return await self._pipeliner.call(getattr(self, script), keys, args)
             except TRANSIENT as error:
                 # TRYAGAIN: some of the account's keys moved and some not yet (MIGRATE
                 # in progress); CLUSTERDOWN: a failover. Both pass within moments.
