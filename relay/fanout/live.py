@@ -63,6 +63,7 @@ class Live:
             settings.watermark_ttl, metrics, settings.tail_max_bytes, settings.tail_max_events
         )
         self.tails = self.hub.tails
+        self._fastpath = metrics.child(metrics.fastpath_polls)
 
         def refused(limit: str) -> None:
             metrics.limit_refusals.labels(limit).inc()
@@ -168,7 +169,7 @@ class Live:
         page = self.tails.read(account, since, limit)
         if page is not None:
             if not page.events and page.cursor == since:
-                self.metrics.fastpath_polls.inc()
+                self._fastpath.inc()
                 return PollAnswer(self._empty_at(page.cursor), [], page)
         elif signal is not None and since is not None:
             page = await self._read_armed(account, signal, since, limit)

@@ -85,7 +85,7 @@ class Tails:
         self.bytes = 0
         self._tails: OrderedDict[str, _Tail] = OrderedDict()
         self._metrics = metrics
-        self._hits = metrics.tail_hits
+        self._hits = metrics.child(metrics.tail_hits)
         self._bytes_gauge = metrics.tail_bytes
         self._misses: dict[str, object] = {}
         self._drops: dict[str, object] = {}
@@ -126,7 +126,7 @@ class Tails:
     def _miss(self, reason: str) -> None:
         counter = self._misses.get(reason)
         if counter is None:
-            counter = self._misses[reason] = self._metrics.tail_misses.labels(reason)
+            counter = self._misses[reason] = self._metrics.child(self._metrics.tail_misses, reason)
         counter.inc()
         return None
 
@@ -246,5 +246,5 @@ class Tails:
     def _drop(self, reason: str) -> None:
         counter = self._drops.get(reason)
         if counter is None:
-            counter = self._drops[reason] = self._metrics.tail_drops.labels(reason)
+            counter = self._drops[reason] = self._metrics.child(self._metrics.tail_drops, reason)
         counter.inc()
