@@ -117,10 +117,12 @@ class Tails:
             self._remove(account, "unconfirmed")
             return self._miss("unconfirmed")
         self._tails.move_to_end(account)
+        self._hits.inc()
+        if since == tail.head:  # the common poll: nothing new
+            return Page([], since, False, False)
         start = bisect.bisect_right(tail.stamps, since)
         events = tail.events[start : start + limit]
         more = len(tail.events) - start > limit
-        self._hits.inc()
         return Page(events, events[-1].timestamp if more else tail.head, more, False)
 
     def _miss(self, reason: str) -> None:
