@@ -145,12 +145,17 @@ class RedisStore:
         self.retention = retention or Retention()
         self.timeout = timeout
         self.hint_max_bytes = hint_max_bytes
-        self._limits = (
-            self.retention.max_events,
-            self.retention.max_age_us,
-            self.retention.dedupe_window_us,
-            self.retention.dedupe_max,
+        # Constant arguments as bytes: redis-py passes bytes through without converting.
+        self._limits = tuple(
+            b"%d" % n
+            for n in (
+                self.retention.max_events,
+                self.retention.max_age_us,
+                self.retention.dedupe_window_us,
+                self.retention.dedupe_max,
+            )
         )
+        self._hint_max = b"%d" % hint_max_bytes
         # The wake-up hints subscription opens its own connection from this URL.
         self._url: str | None = None
         self._connecting = asyncio.Lock()
@@ -229,7 +234,7 @@ class RedisStore:
         # committed; how depends on the server, known once connected.
         if not self._ready:
             await self.connected_client()
-        args: list[Any] = [*self._limits, account, *self._wake_args(account), self.hint_max_bytes]
+        args: list[Any] = [*self._limits, account, *self._wake_args(account), self._hint_max]
         for event in events:
             args += (event.id, event.encode())
         keys = [stream_key(account), clock_key(account), meta_key(account), ids_key(account)]
