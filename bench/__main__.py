@@ -25,7 +25,17 @@ from bench.servers import Proc, cpu_seconds, cpus, python_proc, redis_proc, rela
 
 BEFORE = "relay before (--baseline), redis engine"
 LATENCY_TARGETS = {"sse": 5.0, "longpoll": 8.0}
-SCENARIOS = ("empty", "poll10", "publish", "webhook", "sse", "longpoll", "rss", "workers")
+SCENARIOS = (
+    "empty",
+    "poll10",
+    "publish",
+    "webhook",
+    "sse",
+    "longpoll",
+    "fanout",
+    "rss",
+    "workers",
+)
 
 
 @dataclass(frozen=True)
@@ -38,10 +48,12 @@ class Size:
     live_events: int
     idle_streams: int
     passes: int
+    # fanout: SSE streams, accounts, events per second, seconds
+    fanout: tuple[int, int, int, float] = (10_000, 1_000, 1_000, 5.0)
 
 
 FULL = Size(6, 1, 64, 1000, 50, 200, 5000, 2)
-QUICK = Size(2, 1, 64, 200, 10, 40, 1000, 1)
+QUICK = Size(2, 1, 64, 200, 10, 40, 1000, 1, (1_000, 100, 200, 3.0))
 
 
 @dataclass
@@ -181,6 +193,8 @@ class Bench:
                 self.latency("sse", redis_url)
             if "longpoll" in chosen:
                 self.latency("longpoll", redis_url)
+            if "fanout" in chosen:
+                self.fanout(redis_url)
             if "rss" in chosen:
                 self.rss(redis_url)
             if "workers" in chosen:
@@ -361,6 +375,40 @@ class Bench:
                 f"max {result.max_ms:.1f} ms"
             )
             print("  " + " | ".join(row.cells()), flush=True)
+
+    def fanout(self, redis_url: str) -> None:
+        streams, accounts, rate, seconds = self.size.fanout
+        relay = relay_proc(
+            "relay-fanout",
+            {**fixtures.relay_env(redis_url), "RELAY_MAX_SSE_STREAMS": str(streams)},
+            self.server_cpu,
+            uvloop=self.uvloop,
+        )
+        with running(relay):
+            result = run_loop(
+                live.fanout(relay.url, relay.port, relay.pid, streams, accounts, rate, seconds)
+            )
+        lat = result.latency
+        row = Row(
+            f"fan-out: {streams:,} SSE streams, {accounts:,} accounts, {rate:,} events/s",
+            "relay, redis engine",
+            "once each, p99 ≤ 50 ms",
+            p50=lat.p50_ms,
+            p99=lat.p99_ms,
+            cpu_us=result.cpu_us_per_delivery,
+        )
+        complete = lat.deliveries == lat.expected and result.duplicates == 0
+        row.verdict = "pass" if complete and lat.p99_ms <= 50 else "miss"
+        if not complete:
+            row.verdict += f" ({lat.deliveries} of {lat.expected}, {result.duplicates} twice)"
+        self.rows.append(row)
+        self.notes.append(
+            f"{row.scenario}: {result.published:,} events published over {seconds:g} s "
+            f"(10 per request), {lat.deliveries:,} of {lat.expected:,} deliveries, "
+            f"{result.duplicates} duplicates, max {lat.max_ms:.1f} ms; CPU µs/req here is "
+            "relay's CPU per delivered event"
+        )
+        print("  " + " | ".join(row.cells()), flush=True)
 
     def rss(self, redis_url: str) -> None:
         count = self.size.idle_streams
