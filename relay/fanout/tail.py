@@ -212,7 +212,11 @@ class Tails:
     def expect(self, account: str, timestamp: Cursor) -> None:
         """This process stored an event at `timestamp`; its hint is on its way."""
         tail = self._tails.get(account)
-        if tail is not None and timestamp > tail.expected:
+        if tail is None:
+            # Like a hint heard without a tail: a read in flight may not include it.
+            self.heard += 1
+            self._untrack(Hint(account, 0, timestamp, 0, None))
+        elif timestamp > tail.expected:
             tail.expected = timestamp
 
     # -- gaps -------------------------------------------------------------------------
