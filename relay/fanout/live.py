@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -195,9 +194,10 @@ class Live:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self.closing.done():
                         return answer
-                    await asyncio.wait(
-                        (signal, self.closing), timeout=remaining, return_when=FIRST_COMPLETED
-                    )
+                    # Only the account's signal: close() fires every signal. Waiting on the
+                    # shared `closing` too added a callback per waiter to one future, and
+                    # each wake-up removed its own from that list: O(waiters) per wake-up.
+                    await asyncio.wait((signal,), timeout=remaining)
                     if signal.done():
                         self.metrics.child(self.metrics.wakeups, "longpoll").inc()
             finally:
@@ -216,7 +216,7 @@ class Live:
             since = page.cursor
             if page.more:
                 continue
-            await asyncio.wait((signal, self.closing), return_when=FIRST_COMPLETED)
+            await asyncio.wait((signal,))  # close() fires it too (see long_poll)
             if signal.done():
                 self.metrics.child(self.metrics.wakeups, "sse").inc()
 
