@@ -285,10 +285,12 @@ class Bench:
             result = self.measure(self._poll(proc, "bench-empty", cursor), proc)
             if proc is not memory and result.requests:
                 per_poll = (self._redis_calls() - calls) / result.requests
-                self.notes.append(
+                note = (
                     f"empty poll at the cursor, {label}: {per_poll:.4f} Redis script calls "
-                    f"per poll (EVALSHA calls over the polls of that pass)"
+                    f"per poll (EVALSHA calls over the polls of the run)"
                 )
+                if note not in self.notes:
+                    self.notes.append(note)
             self.add("empty poll at the cursor", label, result, "GET", 0.8)
         cursor = fixtures.current_cursor(on_redis.url, "bench-empty")
         result = self.measure(self._poll(naive, "bench-empty", cursor), naive)
