@@ -4,6 +4,7 @@ check-updates, on this machine, in one run; prints one table (and writes it with
     python -m bench                  # the full run (under 5 minutes on 2 cores)
     python -m bench --quick          # a short run for development
     python -m bench --scenario empty,poll10
+    python -m bench --baseline /tmp/relay-before   # also an older checkout, same run
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench import deliveries, fixtures, live
 from bench.load import Generator, Load, Result, pick, write_variants
 from bench.servers import Proc, cpu_seconds, cpus, python_proc, redis_proc, relay_proc, running
 
+BEFORE = "relay before (--baseline), redis engine"
+LATENCY_TARGETS = {"sse": 5.0, "longpoll": 8.0}
 SCENARIOS = (
     "empty",
     "poll10",
@@ -28,6 +32,7 @@ SCENARIOS = (
     "webhook",
     "sse",
     "longpoll",
+    "fanout",
     "rss",
     "workers",
     "deliveries",
@@ -44,10 +49,12 @@ class Size:
     live_events: int
     idle_streams: int
     passes: int
+    # fanout: SSE streams, accounts, events per second, seconds
+    fanout: tuple[int, int, int, float] = (10_000, 1_000, 1_000, 5.0)
 
 
 FULL = Size(6, 1, 64, 1000, 50, 200, 5000, 2)
-QUICK = Size(2, 1, 64, 200, 10, 40, 1000, 1)
+QUICK = Size(2, 1, 64, 200, 10, 40, 1000, 1, (1_000, 100, 200, 3.0))
 
 
 @dataclass
@@ -119,6 +126,8 @@ class Bench:
         self.ceilings: dict[str, Result] = {}
         self._best: dict[tuple[str, str], tuple[Result, str | None, float]] = {}
         self.uvloop = not args.no_uvloop
+        self.baseline: Path | None = Path(args.baseline).resolve() if args.baseline else None
+        self.redis_url = ""
 
     # -- running loads ------------------------------------------------------------------
 
@@ -178,13 +187,15 @@ class Bench:
         chosen = set(self.args.scenario or SCENARIOS)
         redis = redis_proc(self.load_cpu)
         try:
-            redis_url = f"redis://127.0.0.1:{redis.port}/0"
+            redis_url = self.redis_url = f"redis://127.0.0.1:{redis.port}/0"
             if chosen & {"empty", "poll10", "publish", "webhook"}:
                 self.throughput(chosen, redis_url)
             if "sse" in chosen:
                 self.latency("sse", redis_url)
             if "longpoll" in chosen:
                 self.latency("longpoll", redis_url)
+            if "fanout" in chosen:
+                self.fanout(redis_url)
             if "rss" in chosen:
                 self.rss(redis_url)
             if "workers" in chosen:
@@ -206,9 +217,16 @@ class Bench:
         )
         memory = relay_proc("relay-memory", fixtures.relay_env(None), cpu, uvloop=uv)
         on_redis = relay_proc("relay-redis", fixtures.relay_env(redis_url), cpu, uvloop=uv)
-        with running(ceiling, naive, memory, on_redis):
+        procs = [ceiling, naive, memory, on_redis]
+        before = None
+        if self.baseline:
+            before = relay_proc(
+                "relay-before", fixtures.relay_env(redis_url), cpu, uvloop=uv, root=self.baseline
+            )
+            procs.append(before)
+        with running(*procs):
             for _ in range(self.size.passes):
-                self.throughput_pass(chosen, ceiling, naive, memory, on_redis)
+                self.throughput_pass(chosen, ceiling, naive, memory, on_redis, before)
         self.throughput_rows()
         self.notes.append(
             f"throughput rows: the better of {self.size.passes} passes over all of them "
@@ -217,20 +235,26 @@ class Bench:
         )
 
     def throughput_pass(
-        self, chosen: set[str], ceiling: Proc, naive: Proc, memory: Proc, on_redis: Proc
+        self,
+        chosen: set[str],
+        ceiling: Proc,
+        naive: Proc,
+        memory: Proc,
+        on_redis: Proc,
+        before: Proc | None = None,
     ) -> None:
         self._ceiling("GET", Load("GET", ceiling.url + "/ceiling"), ceiling)
         self.add("bare GET, constant JSON", "aiohttp (ceiling)", self.ceilings["GET"], "GET")
         if "empty" in chosen:
-            self.empty_polls(memory, on_redis, naive)
+            self.empty_polls(memory, on_redis, naive, before)
         if "poll10" in chosen:
-            self.poll_of_ten(on_redis, naive)
+            self.poll_of_ten(on_redis, naive, before)
         if chosen & {"publish", "webhook"}:
             post = Load("POST", ceiling.url + "/ceiling", self._json, self._publish_body())
             self._ceiling("POST", post, ceiling)
             self.add("bare POST, parse JSON", "aiohttp (ceiling)", self.ceilings["POST"], "POST")
         if "publish" in chosen:
-            self.publishes(on_redis)
+            self.publishes(on_redis, before)
         if "webhook" in chosen:
             self.webhooks(on_redis)
 
@@ -252,28 +276,56 @@ class Bench:
         auth = {"Authorization": f"Bearer {fixtures.token(account)}"}
         return Load("GET", fixtures.poll_url(proc.url, cursor), auth)
 
-    def empty_polls(self, memory: Proc, on_redis: Proc, naive: Proc) -> None:
-        for proc, label in ((memory, "relay, memory engine"), (on_redis, "relay, redis engine")):
+    def empty_polls(
+        self, memory: Proc, on_redis: Proc, naive: Proc, before: Proc | None = None
+    ) -> None:
+        procs = [(memory, "relay, memory engine"), (on_redis, "relay, redis engine")]
+        if before is not None:
+            procs.append((before, BEFORE))
+        for proc, label in procs:
             cursor = fixtures.current_cursor(proc.url, "bench-empty")
+            calls = self._redis_calls()
             result = self.measure(self._poll(proc, "bench-empty", cursor), proc)
-            self.add("empty poll at the cursor", label, result, "GET", 0.7)
+            if proc is not memory and result.requests:
+                per_poll = (self._redis_calls() - calls) / result.requests
+                note = (
+                    f"empty poll at the cursor, {label}: {per_poll:.4f} Redis script calls "
+                    f"per poll (EVALSHA calls over the polls of the run)"
+                )
+                if note not in self.notes:
+                    self.notes.append(note)
+            self.add("empty poll at the cursor", label, result, "GET", 0.8)
         cursor = fixtures.current_cursor(on_redis.url, "bench-empty")
         result = self.measure(self._poll(naive, "bench-empty", cursor), naive)
         self.add("empty poll at the cursor", "naive (ZRANGEBYSCORE)", result, "GET")
 
-    def poll_of_ten(self, on_redis: Proc, naive: Proc) -> None:
+    def _redis_calls(self) -> int:
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+
+    def poll_of_ten(self, on_redis: Proc, naive: Proc, before: Proc | None = None) -> None:
         cursor = fixtures.current_cursor(on_redis.url, "bench-ten")
         fixtures.publish(on_redis.url, [fixtures.message("bench-ten", n) for n in range(10)])
-        result = self.measure(self._poll(on_redis, "bench-ten", cursor), on_redis)
-        self.add("poll returning 10 updates", "relay, redis engine", result, "GET", 0.3)
+        for proc, label in ((on_redis, "relay, redis engine"), (before, BEFORE)):
+            if proc is not None:
+                result = self.measure(self._poll(proc, "bench-ten", cursor), proc)
+                self.add("poll returning 10 updates", label, result, "GET", 0.5)
         result = self.measure(self._poll(naive, "bench-ten", cursor), naive)
         self.add("poll returning 10 updates", "naive (ZRANGEBYSCORE)", result, "GET")
 
-    def publishes(self, on_redis: Proc) -> None:
+    def publishes(self, on_redis: Proc, before: Proc | None = None) -> None:
         auth = {**self._json, "Authorization": f"Bearer {fixtures.API_KEY}"}
-        load = Load("POST", on_redis.url + "/api/publish", auth, self._publish_body())
-        result = self.measure(load, on_redis)
-        self.add("publish one event", "relay, redis engine", result, "POST", 0.3)
+        for proc, label in ((on_redis, "relay, redis engine"), (before, BEFORE)):
+            if proc is not None:
+                load = Load("POST", proc.url + "/api/publish", auth, self._publish_body())
+                result = self.measure(load, proc)
+                self.add("publish one event", label, result, "POST", 0.45)
 
     def webhooks(self, on_redis: Proc) -> None:
         # One distinct, signed delivery per request (a repeated id would be a duplicate).
@@ -287,36 +339,82 @@ class Bench:
 
     def latency(self, mode: str, redis_url: str) -> None:
         size = self.size
+        target = LATENCY_TARGETS[mode]
+        for root, label in ((None, "relay, redis engine"), (self.baseline, BEFORE)):
+            if label == BEFORE and root is None:
+                continue
+            relay = relay_proc(
+                f"relay-{mode}",
+                fixtures.relay_env(redis_url),
+                self.server_cpu,
+                uvloop=self.uvloop,
+                root=root,
+            )
+            with running(relay):
+                result = run_loop(
+                    live.latency(
+                        mode,
+                        relay.url,
+                        relay.port,
+                        size.live_connections,
+                        size.live_accounts,
+                        size.live_events,
+                    )
+                )
+            what = "SSE streams" if mode == "sse" else "long-polls"
+            row = Row(
+                f"publish → client, {size.live_connections} {what}",
+                label,
+                f"p99 ≤ {target:g} ms",
+                p50=result.p50_ms,
+                p99=result.p99_ms,
+            )
+            row.verdict = "pass" if result.p99_ms <= target else "miss"
+            if result.deliveries != result.expected:
+                row.verdict += f" ({result.expected - result.deliveries} not delivered)"
+            self.rows.append(row)
+            self.notes.append(
+                f"{row.scenario}, {label}: {size.live_connections} connections over "
+                f"{size.live_accounts} accounts, {size.live_events} events (one every 50 ms, "
+                f"round-robin over the accounts), {result.deliveries} deliveries, "
+                f"max {result.max_ms:.1f} ms"
+            )
+            print("  " + " | ".join(row.cells()), flush=True)
+
+    def fanout(self, redis_url: str) -> None:
+        streams, accounts, rate, seconds = self.size.fanout
         relay = relay_proc(
-            f"relay-{mode}", fixtures.relay_env(redis_url), self.server_cpu, uvloop=self.uvloop
+            "relay-fanout",
+            {**fixtures.relay_env(redis_url), "RELAY_MAX_SSE_STREAMS": str(streams)},
+            self.server_cpu,
+            uvloop=self.uvloop,
         )
         with running(relay):
             result = run_loop(
-                live.latency(
-                    mode,
-                    relay.url,
-                    relay.port,
-                    size.live_connections,
-                    size.live_accounts,
-                    size.live_events,
-                )
+                live.fanout(relay.url, relay.port, relay.pid, streams, accounts, rate, seconds)
             )
-        what = "SSE streams" if mode == "sse" else "long-polls"
+        lat = result.latency
         row = Row(
-            f"publish → client, {size.live_connections} {what}",
+            f"fan-out: {streams:,} SSE streams, {accounts:,} accounts, {rate:,} events/s",
             "relay, redis engine",
-            "p99 ≤ 10 ms",
-            p50=result.p50_ms,
-            p99=result.p99_ms,
+            "once each, p99 ≤ 50 ms",
+            p50=lat.p50_ms,
+            p99=lat.p99_ms,
+            cpu_us=result.cpu_us_per_delivery,
         )
-        row.verdict = "pass" if result.p99_ms <= 10 else "miss"
-        if result.deliveries != result.expected:
-            row.verdict += f" ({result.expected - result.deliveries} not delivered)"
+        complete = lat.deliveries >= lat.expected and result.duplicates == 0
+        row.verdict = "pass" if complete and lat.p99_ms <= 50 and not result.refused else "miss"
+        if not complete:
+            row.verdict += f" ({lat.deliveries} of {lat.expected}, {result.duplicates} twice)"
+        if result.refused:
+            row.verdict += f" ({result.refused} events refused: 503)"
         self.rows.append(row)
         self.notes.append(
-            f"{row.scenario}: {size.live_connections} connections over {size.live_accounts} "
-            f"accounts, {size.live_events} events (one every 50 ms, round-robin over the "
-            f"accounts), {result.deliveries} deliveries, max {result.max_ms:.1f} ms"
+            f"{row.scenario}: {result.published:,} events published over {seconds:g} s "
+            f"(10 per request), {result.refused:,} of them not acknowledged, "
+            f"{lat.deliveries:,} deliveries of the {lat.expected:,} acknowledged ones, "
+            f"{result.duplicates} duplicates, max {lat.max_ms:.1f} ms; CPU µs/req here is "
+            "relay's CPU per delivered event"
         )
         print("  " + " | ".join(row.cells()), flush=True)
 
@@ -403,6 +501,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-uvloop", action="store_true", help="every server on asyncio's loop")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--output", help="also write the report (markdown) to this file")
+    parser.add_argument(
+        "--baseline",
+        help="another relay checkout (e.g. `git archive` of an older commit) to run beside "
+        "this one, same run: its rows are labelled 'relay before'",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.scenario or ()) - set(SCENARIOS)
     if unknown:

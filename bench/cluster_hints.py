@@ -17,8 +17,8 @@ import time
 import uuid
 
 from relay.store.redis import RedisStore
-from relay.store.redis_hints import watch_hints
-from relay.store.redis_shard_hints import watch_shard_hints
+from relay.wakeups.pubsub import PubSubBroker
+from relay.wakeups.sharded import ShardedBroker
 from tests.cluster import LocalCluster
 from tests.test_store_contract import events
 
@@ -44,17 +44,24 @@ async def run_mode(cluster: LocalCluster, sharded: bool, count: int) -> dict[str
     store = RedisStore.from_url(cluster.url)
     await store.connected_client()
     store.sharded_hints = sharded
-    heard = 0
-
-    def on_hint(_account: str, _cursor: int) -> None:
-        nonlocal heard
-        heard += 1
-
     up = asyncio.Event()
-    watch = watch_shard_hints if sharded else watch_hints
-    watching = asyncio.create_task(
-        watch(cluster.url, on_hint, lambda is_up, _reason: up.set() if is_up else None)
-    )
+
+    class Counter:
+        heard = 0
+
+        def on_hint(self, _hint) -> None:
+            self.heard += 1
+
+        def on_state(self, is_up: bool, _reason: str) -> None:
+            if is_up:
+                up.set()
+
+        def on_gap(self, _is_affected) -> None:
+            pass
+
+    counter = Counter()
+    broker = ShardedBroker(cluster.url) if sharded else PubSubBroker(cluster.url)
+    watching = asyncio.create_task(broker.run(counter))
     await asyncio.wait_for(up.wait(), 30)
     before = node_counters(cluster)
     started = time.perf_counter()
@@ -75,7 +82,7 @@ async def run_mode(cluster: LocalCluster, sharded: bool, count: int) -> dict[str
     await store.close()
     return {
         "appends_per_s": count / elapsed,
-        "hints_heard": heard,
+        "hints_heard": counter.heard,
         "bus_publish_msgs": after["bus_publish"] - before["bus_publish"],
         "bus_msgs_per_append": (after["bus_all"] - before["bus_all"]) / count,
     }

@@ -252,3 +252,96 @@ async def idle_stream_rss(base_url: str, port: int, pid: int, count: int) -> tup
     if alive != count:
         raise RuntimeError(f"only {alive} of {count} streams stayed open")
     return before, after
+
+
+@dataclass
+class Fanout:
+    latency: Latency
+    published: int
+    cpu_us_per_delivery: float
+    duplicates: int
+    refused: int  # events whose publish was not answered 201 (relay overloaded)
+
+
+async def fanout(
+    base_url: str,
+    port: int,
+    pid: int,
+    streams: int,
+    accounts: int,
+    rate: int,
+    seconds: float,
+) -> Fanout:
+    """`streams` SSE streams over `accounts` accounts; `rate` events a second for `seconds`,
+    round-robin over the accounts, 10 per publish request. Every stream must get each of
+    its account's events once; relay's CPU is reported per delivered event."""
+    from bench.servers import cpu_seconds
+
+    names = [f"fanout-{a}" for a in range(accounts)]
+    latencies: list[float] = []
+    clients = await open_streams(base_url, port, names, streams, latencies)
+    seen = [0] * len(clients)
+    for n, client in enumerate(clients):  # count frames per client, to catch duplicates
+
+        def record(chunk: bytes, arrived: int, n: int = n, client=client) -> None:
+            hits = SENT.findall(chunk)
+            seen[n] += len(hits)
+            for sent in hits:
+                latencies.append((arrived - int(sent)) / 1e6)
+
+        client.record = record  # type: ignore[method-assign]
+    try:
+        await asyncio.sleep(1.0)
+        latencies.clear()
+        headers = {"Authorization": f"Bearer {fixtures.API_KEY}"}
+        batch, interval = 10, 10 / rate
+        total = int(rate * seconds) // batch * batch
+        cpu_before = cpu_seconds(pid)
+        started = time.perf_counter()
+        stored = [0] * accounts  # events per account that relay acknowledged
+        refused = 0
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+
+            async def publish(first: int) -> None:
+                nonlocal refused
+                now = time.perf_counter_ns()
+                body = [
+                    fixtures.message(names[n % accounts], n, sent_ns=now)
+                    for n in range(first, first + batch)
+                ]
+                url = f"{base_url}/api/publish"
+                try:
+                    async with session.post(url, json=body, headers=headers) as r:
+                        ok = r.status == 201
+                except (aiohttp.ClientError, TimeoutError):
+                    ok = False
+                if not ok:  # unacknowledged: it may or may not be stored; not counted
+                    refused += batch
+                    return
+                for n in range(first, first + batch):
+                    stored[n % accounts] += 1
+
+            pending = []
+            for first in range(0, total, batch):
+                pending.append(asyncio.create_task(publish(first)))
+                delay = started + (first // batch + 1) * interval - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await asyncio.gather(*pending)
+        expected = sum(stored) * (streams // accounts)
+        deadline = time.monotonic() + 20
+        while len(latencies) < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # a duplicate would arrive now
+        cpu = cpu_seconds(pid) - cpu_before
+        duplicates = 0
+        if not refused:  # a refused publish may still have been stored and delivered
+            duplicates = sum(max(0, count - stored[n % accounts]) for n, count in enumerate(seen))
+        result = summarize(latencies, expected)
+        per_delivery = cpu / max(1, result.deliveries) * 1e6
+        return Fanout(result, total, per_delivery, duplicates, refused)
+    finally:
+        for client in clients:
+            if client.transport is not None:
+                client.transport.close()

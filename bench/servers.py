@@ -47,10 +47,13 @@ class Proc:
         env: dict[str, str] | None = None,
         cpu_set: set[int] | None = None,
         port: int | None = None,
+        root: Path | None = None,
     ) -> None:
         self.name = name
         self.args = args
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        # `root`: another checkout whose code this process runs (bench --baseline).
+        self.root = root or ROOT
+        self.env = {**os.environ, "PYTHONPATH": str(self.root), **(env or {})}
         self.cpu_set = cpu_set
         self.port = port or free_port()
         self.log_path = Path(tempfile.mkdtemp(prefix=f"bench-{name}-")) / "out.log"
@@ -70,7 +73,7 @@ class Proc:
             self.process = subprocess.Popen(
                 self.args,
                 env=self.env,
-                cwd=ROOT,
+                cwd=self.root,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -126,8 +129,10 @@ def relay_proc(
     cpu_set: set[int] | None = None,
     workers: int = 1,
     uvloop: bool = True,
+    root: Path | None = None,
 ) -> Proc:
-    """`relay serve` exactly as an operator runs it (uvloop when importable)."""
+    """`relay serve` exactly as an operator runs it (uvloop when importable); from the
+    checkout at `root` when given."""
     prefix = "" if uvloop else NO_UVLOOP
     code = prefix + "from relay.cli import main; sys.exit(main())"
     args = [sys.executable, "-c", "import sys; " + code, "serve"]
@@ -136,7 +141,7 @@ def relay_proc(
     port = free_port()
     full_env = {**env, "RELAY_HOST": "127.0.0.1", "RELAY_PORT": str(port)}
     full_env.setdefault("RELAY_LOG_FORMAT", "json")
-    return Proc(name, args, env=full_env, cpu_set=cpu_set, port=port)
+    return Proc(name, args, env=full_env, cpu_set=cpu_set, port=port, root=root)
 
 
 def python_proc(

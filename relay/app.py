@@ -52,6 +52,8 @@ from relay.store.dead_letters import (
 )
 from relay.store.delivery_ledger import DeliveryLedger, MemoryLedger
 from relay.store_health import store_health_ctx
+from relay.wakeups.brokers import broker_for
+from relay.wakeups.tasks import cancel_and_wait
 
 
 def build_store(settings: Settings) -> Store:
@@ -64,7 +66,8 @@ def build_store(settings: Settings) -> Store:
             settings.redis_timeout,
             settings.redis_cluster,
             settings.redis_max_connections,
-            settings.redis_min_replicas,
+            settings.hint_max_bytes,
+            min_replicas=settings.redis_min_replicas,
         )
     from relay.store.memory import MemoryStore
 
@@ -118,8 +121,8 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     observed = ObservedStore(store, app[METRICS])
     app[STORE] = observed
     app[DEAD_LETTERS] = build_dead_letters(store, settings)
-    app[LIVE] = Live(observed, settings.live, app[METRICS])
-    observed.on_append = app[LIVE].on_append
+    app[LIVE] = Live(observed, settings.live, app[METRICS], broker_for(store))
+    observed.on_stored = app[LIVE].on_stored
     app[DELIVERY] = Deliverer(
         observed,
         build_ledger(store),
@@ -160,16 +163,7 @@ async def wakeups_ctx(app: web.Application) -> AsyncIterator[None]:
     """The hints subscription (and its safety re-read) lives as long as the app."""
     task = asyncio.create_task(app[LIVE].watch())
     yield
-    # Cancel until it ends (at most 5 s): on Python 3.11 a cancellation that lands while
-    # redis-py's read timeout expires can be swallowed, and one cancel() then left the
-    # app's cleanup (and a test's teardown) waiting forever on the subscription.
-    for _ in range(10):
-        if task.done():
-            break
-        task.cancel()
-        await asyncio.wait({task}, timeout=0.5)
-    if task.done() and not task.cancelled():
-        task.exception()  # retrieved, so asyncio does not log it at exit
+    await cancel_and_wait([task])
 
 
 async def flush_sampled_logs(app: web.Application) -> None:

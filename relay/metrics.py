@@ -6,9 +6,11 @@ types; never a user, a chat, an account or a token.
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.registry import Collector
 
 from relay.events import KNOWN_TYPES
 
@@ -20,10 +22,78 @@ def event_type_label(event_type: str) -> str:
     return event_type if event_type in KNOWN_TYPES else "other"
 
 
+class Tally:
+    """A counter child for the hot path: a plain number, moved into the Prometheus child
+    when the registry is collected. prometheus_client takes a lock on every inc(), which
+    buys nothing here: only the event loop's thread counts. A scrape from another thread
+    stays exact too, since the loop only writes `total` and the scrape only `flushed`."""
+
+    __slots__ = ("child", "flushed", "total")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.total = 0.0
+        self.flushed = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.total += amount
+
+    def flush(self) -> None:
+        total = self.total
+        if total != self.flushed:
+            self.child.inc(total - self.flushed)
+            self.flushed = total
+
+
+class Timing:
+    """A histogram child for the hot path (see Tally): bucket counts and the sum as plain
+    numbers, added to the child's own values at collection (its `_buckets` and `_sum`,
+    the values its observe() increments)."""
+
+    __slots__ = ("bounds", "child", "counts", "flushed_counts", "flushed_sum", "sum")
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds = list(child._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.flushed_counts = [0] * len(self.bounds)
+        self.sum = 0.0
+        self.flushed_sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.sum += amount
+        self.counts[bisect.bisect_left(self.bounds, amount)] += 1
+
+    def flush(self) -> None:
+        for i, count in enumerate(self.counts):
+            if count != self.flushed_counts[i]:
+                self.child._buckets[i].inc(count - self.flushed_counts[i])
+                self.flushed_counts[i] = count
+        total = self.sum
+        if total != self.flushed_sum:
+            self.child._sum.inc(total - self.flushed_sum)
+            self.flushed_sum = total
+
+
+class _Flush(Collector):
+    """Registered first, so every collection (a scrape, a test's get_sample_value) sees
+    what the tallies counted."""
+
+    def __init__(self, tallies: list[Tally | Timing]) -> None:
+        self.tallies = tallies
+
+    def collect(self):
+        for tally in list(self.tallies):
+            tally.flush()
+        return []
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self._tallies: list[Tally | Timing] = []
+        r.register(_Flush(self._tallies))
         self.http_requests = Counter(
             "relay_http_requests_total",
             "HTTP requests answered",
@@ -94,6 +164,26 @@ class Metrics:
             "Polls at the account's head answered without a store call",
             registry=r,
         )
+        self.tail_hits = Counter(
+            "relay_tail_hits_total",
+            "Reads (polls, long-polls, SSE deliveries) answered from the in-process tail",
+            registry=r,
+        )
+        self.tail_misses = Counter(
+            "relay_tail_misses_total",
+            "Reads the tail could not answer, by reason (they read the store)",
+            ["reason"],
+            registry=r,
+        )
+        self.tail_drops = Counter(
+            "relay_tail_drops_total",
+            "Tails dropped or cut short by a gap, a bound or a reseed, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.tail_bytes = Gauge(
+            "relay_tail_bytes", "Bytes held by this process's tails (estimated)", registry=r
+        )
         self.wakeups = Counter(
             "relay_wakeups_total", "Waiters and streams woken to re-read", ["mode"], registry=r
         )
@@ -137,27 +227,33 @@ class Metrics:
             ["subscriber"],
             registry=r,
         )
-        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._request_children: dict[tuple[str, str, int], tuple[Tally, Timing]] = {}
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:
-        """`metric.labels(*labels)`, looked up once: labels() validates and hashes under a
-        lock on every call. Label values are bounded (see above), and so is this cache."""
+        """`metric.labels(*labels)` for the hot path, looked up once (labels() validates
+        and hashes under a lock on every call), as a Tally or a Timing. Label values are
+        bounded (see above), and so is this cache."""
         key = (metric, labels)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = metric.labels(*labels)
+            found = self._children[key] = self.fast(metric.labels(*labels) if labels else metric)
         return found
 
+    def fast(self, child: Any) -> Any:
+        """A counter or histogram child (or a label-less metric), counted lock-free."""
+        fast = Timing(child) if isinstance(child, Histogram) else Tally(child)
+        self._tallies.append(fast)
+        return fast
+
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
-        """Count and time one HTTP answer. `labels()` validates and hashes its arguments
-        under a lock on every call; the children are looked up once per label set instead."""
+        """Count and time one HTTP answer."""
         key = (route, method, status)
         children = self._request_children.get(key)
         if children is None:
             children = self._request_children[key] = (
-                self.http_requests.labels(route, method, str(status)),
-                self.http_latency.labels(route),
+                self.child(self.http_requests, route, method, str(status)),
+                self.child(self.http_latency, route),
             )
         children[0].inc()
         children[1].observe(seconds)

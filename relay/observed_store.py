@@ -16,8 +16,9 @@ from relay.store.base import Page, Store
 class ObservedStore:
     def __init__(self, store: Store, metrics: Metrics) -> None:
         self.inner = store
-        # Told of every local append that stored something (live delivery's wake-ups).
-        self.on_append: Callable[[str, Cursor], None] | None = None
+        # Told the newest timestamp of every local append that stored something, so that
+        # the fan-out serves this process's own writes before their hints arrive.
+        self.on_stored: Callable[[str, Cursor], None] | None = None
         self.engine = store.engine
         self._append_latency = metrics.store_latency.labels("append")
         self._read_latency = metrics.store_latency.labels("read")
@@ -34,9 +35,10 @@ class ObservedStore:
             raise
         finally:
             self._append_latency.observe(time.perf_counter() - started)
-        stored = [a.timestamp for a in appended if not a.duplicate]
-        if stored and self.on_append is not None:
-            self.on_append(account, max(stored))
+        if self.on_stored is not None:
+            stored = [a.timestamp for a in appended if not a.duplicate]
+            if stored:
+                self.on_stored(account, max(stored))
         return appended
 
     async def read(self, account: str, since: Cursor | None, limit: int) -> Page:
@@ -55,9 +57,6 @@ class ObservedStore:
         except StoreUnavailable:
             self._ping_errors.inc()
             raise
-
-    async def watch(self, on_hint, on_state, on_gap=None) -> None:
-        await self.inner.watch(on_hint, on_state, on_gap)
 
     async def close(self) -> None:
         await self.inner.close()

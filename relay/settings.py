@@ -82,6 +82,9 @@ class LiveSettings:
     max_waiters_per_user: int = 8
     watermark_ttl: float = 10.0
     safety_reread: float = 2.0
+    # The in-process tail (see DESIGN.md "Wake-ups and the tail"); 0 bytes turns it off.
+    tail_max_bytes: int = 64 * 1024 * 1024
+    tail_max_events: int = 1000
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class Settings:
     # Replicas that must have an append before it is acknowledged (WAIT); 0: the master's word
     redis_min_replicas: int = 0
     redis_cluster: str = "auto"  # auto: ask the server (INFO cluster) on first use
+    hint_max_bytes: int = 64 * 1024
     jwt_secret: str | None = field(default=None, repr=False)
     jwt_public_key: str | None = field(default=None, repr=False)
     jwt_audience: str | None = None
@@ -178,6 +182,8 @@ class Settings:
             max_waiters_per_user=reader.integer("RELAY_MAX_WAITERS_PER_USER", 8, minimum=1),
             watermark_ttl=seconds("RELAY_FASTPATH_TTL", "10s"),
             safety_reread=seconds("RELAY_SAFETY_REREAD", "2s"),
+            tail_max_bytes=reader.integer("RELAY_TAIL_MAX_BYTES", 64 * 1024 * 1024, minimum=0),
+            tail_max_events=reader.integer("RELAY_TAIL_MAX_EVENTS", 1000, minimum=1),
         )
         config_path = _config_path(env, problems)
         jwt_public_key = env.get("RELAY_JWT_PUBLIC_KEY") or None
@@ -196,6 +202,7 @@ class Settings:
             redis_max_connections=reader.integer("RELAY_REDIS_MAX_CONNECTIONS", 64, minimum=1),
             redis_min_replicas=reader.integer("RELAY_REDIS_MIN_REPLICAS", 0, minimum=0),
             redis_cluster=reader.choice("RELAY_REDIS_CLUSTER", ("auto", "yes", "no"), "auto"),
+            hint_max_bytes=reader.integer("RELAY_HINT_MAX_BYTES", 64 * 1024, minimum=0),
             jwt_secret=env.get("RELAY_JWT_SECRET") or None,
             jwt_public_key=jwt_public_key,
             jwt_audience=env.get("RELAY_JWT_AUDIENCE") or None,

@@ -19,8 +19,7 @@ from relay.events import Event
 from relay.store.base import Retention
 from relay.store.keys import account_keys, stream_key
 from relay.store.redis import RedisStore
-from relay.store.redis_hints import WAKE_CHANNEL
-from relay.store.shard_channels import account_channel
+from relay.wakeups.channels import WAKE_CHANNEL, account_channel
 from tests import test_store_contract as contract
 from tests.cluster import LocalCluster, key_slot
 from tests.conftest import API, redis_cluster_binary

@@ -16,17 +16,18 @@ from types import SimpleNamespace
 import pytest
 
 from relay.errors import StoreUnavailable
-from relay.store.cluster_map import Master, node_url
 from relay.store.keys import stream_key
 from relay.store.redis import RedisStore
-from relay.store.redis_hints import WAKE_CHANNEL
-from relay.store.redis_shard_hints import (
-    Reshard,
-    ShardHints,
-    _Subscription,
-    watch_shard_hints,
+from relay.wakeups.channels import (
+    SLOTS,
+    WAKE_CHANNEL,
+    account_channel,
+    account_slot,
+    slot_channel,
 )
-from relay.store.shard_channels import SLOTS, account_channel, account_slot, slot_channel
+from relay.wakeups.cluster_map import Master, node_url
+from relay.wakeups.redis_broker import RedisBroker
+from relay.wakeups.sharded import Reshard, ShardedBroker, ShardHints, _Subscription
 from tests.cluster import LocalCluster, key_slot
 from tests.conftest import in_ci, redis_cluster_binary
 from tests.servers import (
@@ -54,8 +55,8 @@ class Hints:
     def gap_covers(self, account: str) -> bool:
         return any(is_affected(account) for is_affected in self.gaps)
 
-    def on_hint(self, account: str, cursor: int) -> None:
-        self.hints.append((account, cursor))
+    def on_hint(self, hint) -> None:
+        self.hints.append((hint.account, hint.timestamp))
 
     def on_state(self, up: bool, reason: str) -> None:
         self.states.append((up, reason))
@@ -90,15 +91,7 @@ async def watching(url: str, timeout: float = 1.0) -> AsyncIterator[Hints]:
     """A watcher that re-reads the slot map every 0.5 s (10 s in relay)."""
     hints = Hints()
     task = asyncio.create_task(
-        watch_shard_hints(
-            url,
-            hints.on_hint,
-            hints.on_state,
-            hints.on_gap,
-            timeout=timeout,
-            ping_every=0.2,
-            map_check=0.5,
-        )
+        ShardedBroker(url, timeout=timeout, ping_every=0.2, map_check=0.5).run(hints)
     )
     try:
         await hints.wait_up()
@@ -326,7 +319,7 @@ async def test_a_redis_6_cluster_without_sharded_pubsub_keeps_the_classic_broadc
         await store.connected_client()
         assert store.clustered and not store.sharded_hints
         hints = Hints()
-        watching = asyncio.create_task(store.watch(hints.on_hint, hints.on_state))
+        watching = asyncio.create_task(RedisBroker(store).run(hints))
         try:
             await hints.wait_up()
             for owned in cluster.accounts_on_each_master(per_node=1).values():
@@ -368,7 +361,7 @@ def test_relay_serve_on_the_cluster_subscribes_per_master_and_exits_promptly(
 
 
 def test_the_map_check_names_slots_that_moved_unnoticed_but_not_moves_in_flight():
-    hints = ShardHints("redis://seed:7000", print, print, None, 1.0, 1.0, 10.0)
+    hints = ShardHints("redis://seed:7000", None, 1.0, 1.0, 10.0)
     hints.subscriptions = {
         "a:1": SimpleNamespace(slots={0, 1, 2}),
         "b:2": SimpleNamespace(slots={3, 4}),

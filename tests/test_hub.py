@@ -1,16 +1,17 @@
 """The hub's partial gap: only the accounts whose hints may have been missed lose their
-watermark and re-read; the others keep the empty-poll fast path."""
+tail and re-read; the others keep answering from theirs."""
 
 from __future__ import annotations
 
 from relay.fanout.hub import Hub
+from relay.store.base import Page
 
 
 async def test_forget_wakes_and_distrusts_only_the_affected_accounts():
     hub = Hub(watermark_ttl=60)
     hub.hints_up = True
     for account in ("moved-1", "moved-2", "stays"):
-        hub.confirm(account, 100)
+        hub.tails.seed(account, 50, Page([], 100, False, False), hub.tails.ticket())
     signals = {account: hub.arm(account) for account in ("moved-1", "moved-2", "stays")}
     hub.forget(lambda account: account.startswith("moved"))
     assert signals["moved-1"].done() and signals["moved-2"].done()

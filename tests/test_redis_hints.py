@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from relay.store import redis_hints
+from relay.wakeups import pubsub as redis_hints
 
 
 class SwallowingPubSub:

@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from relay.errors import StoreUnavailable
 from relay.store.redis import RedisStore
+from relay.wakeups.redis_broker import RedisBroker
 from tests.cluster import CLUSTER_ARGS, LocalCluster
 from tests.conftest import in_ci
 from tests.servers import (
@@ -142,7 +143,7 @@ async def exercise_hints(store: RedisStore, accounts: dict[int, list[str]]) -> N
     and each master's appends are heard."""
     assert store.sharded_hints
     hints = Hints()
-    watching = asyncio.create_task(store.watch(hints.on_hint, hints.on_state))
+    watching = asyncio.create_task(RedisBroker(store).run(hints))
     try:
         await hints.wait_up()
         for owned in accounts.values():

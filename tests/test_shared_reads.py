@@ -29,12 +29,12 @@ class SnapshotThenWait(MemoryStore):
         return page
 
 
-def live_over(store: MemoryStore) -> tuple[Live, ObservedStore]:
+def live_over(store: MemoryStore, tail: bool = False) -> tuple[Live, ObservedStore]:
+    """Without a tail unless asked: these tests are about the reads that reach the store."""
     metrics = Metrics()
     observed = ObservedStore(store, metrics)
-    live = Live(observed, LiveSettings(), metrics)
-    observed.on_append = live.on_append
-    live.on_hints_state(True, "test")
+    live = Live(observed, LiveSettings(tail_max_bytes=64 << 20 if tail else 0), metrics)
+    store.hints.attach(live)
     return live, observed
 
 
@@ -58,11 +58,26 @@ async def test_a_hundred_long_polls_woken_by_one_append_make_one_read():
     assert store.reads - before == 1
 
 
+async def test_with_a_tail_a_hundred_long_polls_woken_by_one_append_read_nothing():
+    store = SnapshotThenWait()
+    live, observed = live_over(store, tail=True)
+    start = (await live.read(Viewer("u", "acme"), None, 100)).page.cursor
+    polls = [
+        asyncio.create_task(live.long_poll(Viewer(f"u{n}", "acme"), start, 100, 5))
+        for n in range(100)
+    ]
+    await asyncio.sleep(0.05)
+    before = store.reads
+    await observed.append("acme", [event(1)])
+    answers = await asyncio.gather(*polls)
+    assert all(len(answer.delivered) == 1 for answer in answers)
+    assert store.reads == before
+
+
 async def test_a_waiter_armed_after_an_append_does_not_join_an_older_read():
     store = SnapshotThenWait()
     live, observed = live_over(store)
     start = (await live.read(Viewer("u", "acme"), None, 100)).page.cursor
-    live.hub.forget_heads()  # no fast path: every waiter reads the store
     store.gate.clear()
     first = asyncio.create_task(live.long_poll(Viewer("a", "acme"), start, 100, 5))
     await asyncio.sleep(0.01)  # `first` took its snapshot, before the append

@@ -433,6 +433,6 @@ class Deliverer:
                 if job.attempts and job.token:
                     failing[name] = 1
             for name in self.subscribers:
-                self.metrics.child(self.metrics.subscriber_lag, name).set(lag[name])
-                self.metrics.child(self.metrics.subscriber_failing, name).set(failing[name])
+                self.metrics.subscriber_lag.labels(name).set(lag[name])
+                self.metrics.subscriber_failing.labels(name).set(failing[name])
             await asyncio.sleep(1.0)

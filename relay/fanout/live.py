@@ -1,15 +1,15 @@
 """Live delivery as domain logic: the empty-poll fast path, long-poll, and the SSE loop.
 
 Every path arms its wake-up *before* it reads, so an append between the read and the wait
-always wakes it; every path reads the sorted set itself, so hints only ever cause reads.
+always wakes it. A read is answered from the account's tail when the tail covers its
+cursor (see fanout/tail.py), else from the store, whose answer re-seeds the tail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from asyncio import FIRST_COMPLETED
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from relay import clock
@@ -22,6 +22,9 @@ from relay.logs import get_logger
 from relay.metrics import Metrics
 from relay.settings import LiveSettings
 from relay.store.base import Page, Store
+from relay.wakeups.base import Broker, Hint, IsAffected
+from relay.wakeups.brokers import broker_for
+from relay.wakeups.disorder import with_disorder
 
 log = get_logger("relay.live")
 
@@ -42,11 +45,24 @@ class _SharedRead:
 
 
 class Live:
-    def __init__(self, store: Store, settings: LiveSettings, metrics: Metrics) -> None:
+    """The fan-out, and the wake-up broker's handler (relay.wakeups.WakeupHandler)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: LiveSettings,
+        metrics: Metrics,
+        broker: Broker | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.metrics = metrics
-        self.hub = Hub(settings.watermark_ttl)
+        self.broker = broker if broker is not None else broker_for(store)
+        self.hub = Hub(
+            settings.watermark_ttl, metrics, settings.tail_max_bytes, settings.tail_max_events
+        )
+        self.tails = self.hub.tails
+        self._fastpath = metrics.child(metrics.fastpath_polls)
 
         def refused(limit: str) -> None:
             metrics.limit_refusals.labels(limit).inc()
@@ -75,19 +91,24 @@ class Live:
             self.closing.set_result(None)
         self.hub.wake_all()
 
-    def on_append(self, account: str, cursor: Cursor) -> None:
+    def on_stored(self, account: str, cursor: Cursor) -> None:
+        """This process stored events up to `cursor`: read them back even before their
+        hint arrives, and wake local waiters now (hints may be down)."""
+        self.tails.expect(account, cursor)
         self.hub.advance(account, cursor)
 
-    def on_hint(self, account: str, cursor: Cursor) -> None:
-        self.hub.advance(account, cursor)
+    # -- the broker's handler -----------------------------------------------------------
 
-    def on_hints_state(self, up: bool, reason: str) -> None:
+    def on_hint(self, hint: Hint) -> None:
+        self.hub.on_hint(hint)
+
+    def on_state(self, up: bool, reason: str) -> None:
         was_up = self.hub.hints_up
+        # Hints sent while they were not flowing are gone: drop every tail, re-read all.
+        self.hub.forget_heads("resubscribe" if up else "subscription_drop")
         self.hub.hints_up = up
         self.metrics.pubsub_up.set(1 if up else 0)
         if up:
-            # Hints sent while we were away are gone: distrust every watermark, re-read all.
-            self.hub.forget_heads()
             self.hub.wake_all()
             if not was_up:
                 log.info("pubsub.up", reason=reason)
@@ -95,16 +116,16 @@ class Live:
             self.metrics.pubsub_reconnects.inc()
             log.warning("pubsub.down", reason=reason)
 
-    def on_hints_gap(self, is_affected: Callable[[str], bool]) -> None:
+    def on_gap(self, is_affected: IsAffected) -> None:
         """Some accounts' hints may have been missed (their cluster slot moved)."""
         self.metrics.pubsub_slot_moves.inc()
-        self.hub.forget(is_affected)
+        self.hub.forget(is_affected, "slot_move")
 
     async def watch(self) -> None:
-        """Own the hints subscription and, while it is down, the slow safety re-read."""
+        """Run the wake-up broker and, beside it, the slow safety re-read."""
         safety = asyncio.create_task(self._safety_rereads())
         try:
-            await self.store.watch(self.on_hint, self.on_hints_state, self.on_hints_gap)
+            await self.broker.run(with_disorder(self))
         finally:
             safety.cancel()
 
@@ -144,15 +165,15 @@ class Live:
         """One poll: from the watermark when the cursor is the head, else from the store
         (a read shared with the other waiters armed on `signal`, when given)."""
         account = viewer.account
-        if since is not None and self.hub.is_head(account, since):
-            self.metrics.fastpath_polls.inc()
-            return PollAnswer(self._empty_at(since), [], Page([], since, False, False))
-        if signal is not None and since is not None:
+        page = self.tails.read(account, since, limit)
+        if page is not None:
+            if not page.events and page.cursor == since:
+                self._fastpath.inc()
+                return PollAnswer(self._empty_at(page.cursor), [], page)
+        elif signal is not None and since is not None:
             page = await self._read_armed(account, signal, since, limit)
         else:
-            page = await self.store.read(account, since, limit)
-        if not page.more:
-            self.hub.confirm(account, page.cursor)
+            page = await self._read_store(account, since, limit)
         return render(page, viewer)
 
     async def long_poll(
@@ -173,9 +194,10 @@ class Live:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self.closing.done():
                         return answer
-                    await asyncio.wait(
-                        (signal, self.closing), timeout=remaining, return_when=FIRST_COMPLETED
-                    )
+                    # Only the account's signal: close() fires every signal. Waiting on the
+                    # shared `closing` too added a callback per waiter to one future, and
+                    # each wake-up removed its own from that list: O(waiters) per wake-up.
+                    await asyncio.wait((signal,), timeout=remaining)
                     if signal.done():
                         self.metrics.child(self.metrics.wakeups, "longpoll").inc()
             finally:
@@ -185,19 +207,16 @@ class Live:
         """The SSE loop after its cursor is fixed: batches until shutdown."""
         while not self.closing.done():
             signal = self.hub.arm(viewer.account)
-            if self.hub.is_head(viewer.account, since):
-                page = Page([], since, False, False)
-            else:
+            page = self.tails.read(viewer.account, since, limit)
+            if page is None:
                 page = await self._read_armed(viewer.account, signal, since, limit)
-                if not page.more:
-                    self.hub.confirm(viewer.account, page.cursor)
             wires, stamps = visible(page, viewer)
             if wires or page.reset or page.cursor != since:
                 yield Batch(page, wires, stamps)
             since = page.cursor
             if page.more:
                 continue
-            await asyncio.wait((signal, self.closing), return_when=FIRST_COMPLETED)
+            await asyncio.wait((signal,))  # close() fires it too (see long_poll)
             if signal.done():
                 self.metrics.child(self.metrics.wakeups, "sse").inc()
 
@@ -215,11 +234,17 @@ class Live:
         key = (account, since, limit)
         shared = self._shared_reads.get(key)
         if shared is None or shared.signal is not signal:
-            shared = _SharedRead(signal, asyncio.ensure_future(self.store.read(*key)))
+            shared = _SharedRead(signal, asyncio.ensure_future(self._read_store(*key)))
             self._shared_reads[key] = shared
             shared.task.add_done_callback(lambda _task: self._forget(key, shared))
         # A waiter that goes away (client disconnect) must not cancel the others' read.
         return await asyncio.shield(shared.task)
+
+    async def _read_store(self, account: str, since: Cursor | None, limit: int) -> Page:
+        ticket = self.tails.ticket()
+        page = await self.store.read(account, since, limit)
+        self.tails.seed(account, since, page, ticket)
+        return page
 
     def _forget(self, key: tuple[str, Cursor, int], shared: _SharedRead) -> None:
         if self._shared_reads.get(key) is shared:

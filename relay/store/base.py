@@ -4,7 +4,7 @@ appends, range reads, and a low watermark that announces lost or trimmed history
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,6 +35,8 @@ class Page:
 
 
 class Store(Protocol):
+    """Append, read, ping and close: wake-ups are the `relay.wakeups` package's."""
+
     engine: str
 
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
@@ -44,17 +46,6 @@ class Store(Protocol):
 
     async def read(self, account: str, since: Cursor | None, limit: int) -> Page:
         """Events with timestamp > since (none when since is None: "from now")."""
-        ...
-
-    async def watch(
-        self,
-        on_hint: Callable[[str, Cursor], None],
-        on_state: Callable[[bool, str], None],
-        on_gap: Callable[[Callable[[str], bool]], None] | None = None,
-    ) -> None:
-        """Run until cancelled, reporting other replicas' appends as (account, cursor)
-        hints, whether those hints flow (`on_state(up, reason)`), and gaps that concern
-        only some accounts (`on_gap(is_affected)`: their hints may have been missed)."""
         ...
 
     async def ping(self) -> None: ...

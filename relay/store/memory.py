@@ -5,7 +5,6 @@ A restarted process gets new origins, so every older cursor is told to reset.
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -15,6 +14,8 @@ from relay import clock
 from relay.cursor import Cursor
 from relay.events import Appended, Event, StoredEvent
 from relay.store.base import Page, Retention, page_from
+from relay.wakeups.base import Hint
+from relay.wakeups.local import LocalBroker
 
 
 @dataclass(slots=True)
@@ -33,6 +34,8 @@ class MemoryStore:
     def __init__(self, retention: Retention | None = None) -> None:
         self.retention = retention or Retention()
         self._streams: dict[str, _Stream] = {}
+        # Every committed event is announced here, as append.lua publishes it on Redis.
+        self.hints = LocalBroker()
 
     def _stream(self, account: str) -> _Stream:
         stream = self._streams.get(account)
@@ -45,19 +48,25 @@ class MemoryStore:
         stream = self._stream(account)
         now = clock.now_us()
         outcomes = []
+        stored: list[tuple[Cursor, Cursor, bytes]] = []
         for event in events:
             seen = stream.ids.get(event.id)
             if seen is not None:
                 outcomes.append(Appended(event.id, seen, duplicate=True))
                 continue
             ts = max(now, stream.clock + 1)
+            member = event.encode()
+            stored.append((stream.clock, ts, member))
             stream.clock = ts
             stream.scores.append(ts)
-            stream.members.append(event.encode())
+            stream.members.append(member)
             stream.ids[event.id] = ts
             outcomes.append(Appended(event.id, ts, duplicate=False))
-        if any(not outcome.duplicate for outcome in outcomes):
+        if stored:
             self._trim(stream, now)
+            low = max(stream.origin, stream.trimmed)
+            for prev, ts, member in stored:
+                self.hints.publish(Hint(account, prev, ts, low, member))
         return outcomes
 
     def _trim(self, stream: _Stream, now: Cursor) -> None:
@@ -89,11 +98,6 @@ class MemoryStore:
     def accounts(self) -> list[str]:
         """Every account this store knows (delivery's sweep for `accounts = ["*"]`)."""
         return list(self._streams)
-
-    async def watch(self, on_hint, on_state, on_gap=None) -> None:
-        """One process: every append is seen locally, so hints always flow."""
-        on_state(True, "in-process")
-        await asyncio.Event().wait()
 
     async def ping(self) -> None:
         return None

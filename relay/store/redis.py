@@ -32,10 +32,9 @@ from relay.events import Appended, Event, StoredEvent
 from relay.store.base import Page, Retention, page_from
 from relay.store.connections import client_from_url
 from relay.store.keys import clock_key, ids_key, meta_key, stream_key
-from relay.store.redis_hints import WAKE_CHANNEL, OnHint, OnState, watch_hints
-from relay.store.redis_shard_hints import OnGap, watch_shard_hints
+from relay.store.pipeline import Pipeliner
 from relay.store.replicated import ReplicatedScript
-from relay.store.shard_channels import account_channel, slot_channel
+from relay.wakeups.channels import WAKE_CHANNEL, account_channel, slot_channel
 
 
 def _lua(name: str) -> str:
@@ -62,12 +61,16 @@ UNAVAILABLE = (
 # follows MOVED/ASK; these mean "not yet", so the store tries again until its deadline.
 # Safe for appends too: a re-run with the same event ids is a no-op (see append.lua).
 TRANSIENT = (TryAgainError, ClusterDownError, ClusterError)
-# Script calls in flight per process (RELAY_REDIS_MAX_CONNECTIONS). redis-py 8 refuses a
-# call beyond its pool size (MaxConnectionsError) rather than waiting, so the store queues
-# its calls on a semaphore below the pool size: a burst waits its turn instead of failing,
-# and the rest of the pool stays free for readiness pings and the dead-letter store.
+# Pipelines in flight per process (RELAY_REDIS_MAX_CONNECTIONS; see store/pipeline.py).
+# redis-py 8 refuses a call beyond its pool size (MaxConnectionsError) rather than waiting,
+# so the store queues its pipelines on a semaphore below the pool size: a burst waits its
+# turn instead of failing, and the rest of the pool stays free for readiness pings and the
+# dead-letter store.
 MAX_IN_FLIGHT = 64
 POOL_HEADROOM = 16
+# Hints carry the stored event up to this size (RELAY_HINT_MAX_BYTES); a larger event's
+# hint travels without its body, and the processes that need it read the store.
+HINT_MAX_BYTES = 64 * 1024
 
 
 def _options(timeout: float, in_flight: int) -> dict[str, Any]:
@@ -140,22 +143,29 @@ class RedisStore:
         retention: Retention | None = None,
         timeout: float = 2.0,
         in_flight: int = MAX_IN_FLIGHT,
+        hint_max_bytes: int = HINT_MAX_BYTES,
         min_replicas: int = 0,
     ) -> None:
         self.retention = retention or Retention()
         self.min_replicas = min_replicas
+        self._replicated_append: ReplicatedScript | None = None
         self.timeout = timeout
-        self._limits = (
-            self.retention.max_events,
-            self.retention.max_age_us,
-            self.retention.dedupe_window_us,
-            self.retention.dedupe_max,
+        self.hint_max_bytes = hint_max_bytes
+        # Constant arguments as bytes: redis-py passes bytes through without converting.
+        self._limits = tuple(
+            b"%d" % n
+            for n in (
+                self.retention.max_events,
+                self.retention.max_age_us,
+                self.retention.dedupe_window_us,
+                self.retention.dedupe_max,
+            )
         )
+        self._hint_max = b"%d" % hint_max_bytes
         # The wake-up hints subscription opens its own connection from this URL.
         self._url: str | None = None
         self._connecting = asyncio.Lock()
         self._max_in_flight = in_flight
-        self._in_flight = asyncio.Semaphore(in_flight)
         self.client: Any = None
         self.clustered = False
         # Redis Cluster 7+: the hint goes to the account's shard only (SPUBLISH).
@@ -169,12 +179,15 @@ class RedisStore:
         self.clustered = isinstance(client, RedisCluster)
         self._append = client.register_script(APPEND_LUA)
         self._read = client.register_script(READ_LUA)
+        self._pipeliner = Pipeliner(client, self._max_in_flight)
+        # RELAY_REDIS_MIN_REPLICAS (see replicated.py): the append and WAIT on one connection,
+        # outside the pipeliner (WAIT covers its own connection's writes only).
+        self._replicated_append: ReplicatedScript | None = None
         if self.min_replicas:
-            # RELAY_REDIS_MIN_REPLICAS (see replicated.py): WAIT below the socket timeout.
             if self.clustered:
                 raise StoreUnavailable("RELAY_REDIS_MIN_REPLICAS is not supported on a cluster")
-            wait_ms = int(self.timeout * 750)
-            self._append = ReplicatedScript(self._append, self.min_replicas, wait_ms)
+            wait_ms = int(self.timeout * 750)  # below the socket timeout
+            self._replicated_append = ReplicatedScript(self._append, self.min_replicas, wait_ms)
 
     @classmethod
     def from_url(
@@ -184,6 +197,7 @@ class RedisStore:
         timeout: float = 2.0,
         cluster: ClusterMode | str = "auto",
         in_flight: int = MAX_IN_FLIGHT,
+        hint_max_bytes: int = HINT_MAX_BYTES,
         min_replicas: int = 0,
     ) -> RedisStore:
         """`cluster="auto"` asks the server on first use (nothing is opened before)."""
@@ -192,9 +206,15 @@ class RedisStore:
             client = connect_cluster(url, timeout, in_flight)
         elif cluster == "no":
             client = connect(url, timeout, in_flight)
-        store = cls(client, retention, timeout, in_flight, min_replicas)
+        store = cls(client, retention, timeout, in_flight, hint_max_bytes, min_replicas)
         store._url = url
         return store
+
+    @property
+    def url(self) -> str | None:
+        """The URL the wake-up subscriptions connect with (None: a store built on a bare
+        client, which publishes no hints)."""
+        return self._url
 
     async def connected_client(self) -> Any:
         """The redis-py client, once the mode is known (`Redis` or `RedisCluster`): use
@@ -225,15 +245,19 @@ class RedisStore:
         return self.client
 
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
-        # The script itself publishes the wake-up hint once the append has committed; how
-        # depends on the server, known once connected.
+        # The script itself publishes one hint per stored event once the append has
+        # committed; how depends on the server, known once connected.
         if not self._ready:
             await self.connected_client()
-        args: list[Any] = [*self._limits, account, *self._wake_args(account)]
+        args: list[Any] = [*self._limits, account, *self._wake_args(account), self._hint_max]
         for event in events:
             args += (event.id, event.encode())
         keys = [stream_key(account), clock_key(account), meta_key(account), ids_key(account)]
-        reply = await self._call("_append", keys, args)
+        # With RELAY_REDIS_MIN_REPLICAS the script is followed by WAIT on its connection:
+        # the events are on that many replicas (or NotReplicated, a 503) before the caller
+        # acknowledges its sender.
+        script = "_append" if self._replicated_append is None else "_replicated_append"
+        reply = await self._call(script, keys, args)
         return [
             Appended(event.id, int(reply[2 * i]), duplicate=reply[2 * i + 1] == b"1")
             for i, event in enumerate(events)
@@ -259,7 +283,7 @@ class RedisStore:
         # Giving up on an append that did land is safe: the sender's retry is a duplicate.
         budget = 2 * self.timeout
         try:
-            async with asyncio.timeout(budget), self._in_flight:
+            async with asyncio.timeout(budget):
                 return await self._call_now(script, keys, args)
         except TimeoutError as error:
             raise StoreUnavailable(f"redis did not answer within {budget:g}s") from error
@@ -271,7 +295,10 @@ class RedisStore:
         pause = 0.01
         while True:
             try:
-                return await getattr(self, script)(keys=keys, args=args)
+                target = getattr(self, script)
+                if isinstance(target, ReplicatedScript):
+                    return await target(keys=keys, args=args)
+                return await self._pipeliner.call(target, keys, args)
             except TRANSIENT as error:
                 # TRYAGAIN: some of the account's keys moved and some not yet (MIGRATE
                 # in progress); CLUSTERDOWN: a failover. Both pass within moments.
@@ -281,27 +308,6 @@ class RedisStore:
                 pause = min(pause * 2, 0.2)
             except UNAVAILABLE as error:
                 raise _unavailable(error) from error
-
-    async def watch(self, on_hint: OnHint, on_state: OnState, on_gap: OnGap | None = None) -> None:
-        """Deliver the hints of every replica's appends until cancelled: one subscription
-        per master on a Redis 7+ cluster (sharded pub/sub), else one to the seed node (a
-        classic PUBLISH on a cluster reaches every node's subscribers)."""
-        if self._url is None:
-            on_state(False, "no url to subscribe with")
-            return
-        backoff = 0.05
-        while True:  # the mode is known once Redis has answered
-            try:
-                await self.connected_client()
-                break
-            except StoreUnavailable as error:
-                on_state(False, str(error))
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-        if self.sharded_hints:
-            await watch_shard_hints(self._url, on_hint, on_state, on_gap, timeout=self.timeout)
-        else:
-            await watch_hints(self._url, on_hint, on_state, timeout=self.timeout)
 
     async def ping(self) -> None:
         """Readiness. On a cluster: ready while at least one master answers; the accounts

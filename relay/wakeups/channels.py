@@ -16,6 +16,8 @@ from redis.crc import key_slot
 from relay.store.keys import stream_key
 
 SLOTS = 16384
+# Standalone Redis, and clusters without sharded pub/sub: one channel for every account.
+WAKE_CHANNEL = "relay:wake"
 
 
 @cache

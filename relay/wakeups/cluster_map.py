@@ -10,7 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from relay.store.redis_hints import quietly, subscriber_options
+from relay.wakeups.pubsub import subscriber_options
+from relay.wakeups.tasks import quietly
 
 FAILURES = (RedisError, OSError, TimeoutError)
 

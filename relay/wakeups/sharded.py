@@ -27,28 +27,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import MovedError, ResponseError
 
-from relay.store.cluster_map import FAILURES, Master, node_url, read_masters
-from relay.store.redis_hints import (
-    OnHint,
-    OnState,
-    listen,
-    parse_hint,
-    quietly,
-    raise_if_cancelled,
-)
-from relay.store.shard_channels import account_slot, channel_slot, slot_channel
-
-OnGap = Callable[[Callable[[str], bool]], None]
+from relay.wakeups.base import WakeupHandler, parse_hint
+from relay.wakeups.channels import account_slot, channel_slot, slot_channel
+from relay.wakeups.cluster_map import FAILURES, Master, node_url, read_masters
+from relay.wakeups.pubsub import listen
+from relay.wakeups.tasks import cancel_and_wait, quietly, raise_if_cancelled
 
 
 class Reshard(Exception):
     """The slot map changed beyond what following one slot can fix."""
+
+
+class ShardedBroker:
+    """Sharded pub/sub wake-ups (see the module's docstring)."""
+
+    def __init__(
+        self, url: str, timeout: float = 2.0, ping_every: float = 1.0, map_check: float = 10.0
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.ping_every = ping_every
+        self.map_check = map_check
+
+    async def run(self, handler: WakeupHandler) -> None:
+        """Run until cancelled."""
+        await ShardHints(self.url, handler, self.timeout, self.ping_every, self.map_check).run()
 
 
 class ShardHints:
@@ -57,18 +65,14 @@ class ShardHints:
     def __init__(
         self,
         url: str,
-        on_hint: OnHint,
-        on_state: OnState,
-        on_gap: OnGap | None,
+        handler: WakeupHandler,
         timeout: float,
         ping_every: float,
         map_check: float,
     ) -> None:
         self.url = url
         self.map_check = map_check
-        self.on_hint = on_hint
-        self.on_state = on_state
-        self.on_gap = on_gap
+        self.handler = handler
         self.timeout = timeout
         self.ping_every = ping_every
         self.subscriptions: dict[str, _Subscription] = {}
@@ -95,7 +99,7 @@ class ShardHints:
             try:
                 reason = await self._until_reshard(tasks, masters, known)
             finally:
-                await _stop(tasks)
+                await cancel_and_wait(tasks)
             self.down(reason)
             if self.flowed:
                 backoff = 0.05
@@ -152,7 +156,7 @@ class ShardHints:
             self.hops.pop(slot, None)
         if not self.flowing and self.up >= set(self.subscriptions):
             self.flowing = self.flowed = True
-            self.on_state(True, f"subscribed on {len(self.up)} masters")
+            self.handler.on_state(True, f"subscribed on {len(self.up)} masters")
 
     def mark_down(self, name: str, reason: str) -> None:
         self.up.discard(name)
@@ -160,7 +164,7 @@ class ShardHints:
 
     def down(self, reason: str) -> None:
         self.flowing = False
-        self.on_state(False, reason)
+        self.handler.on_state(False, reason)
 
     async def moved(self, slot: int, owner: str) -> None:
         """A master said MOVED for `slot`: subscribe its channel at the new owner."""
@@ -173,8 +177,7 @@ class ShardHints:
     def arrived(self, slot: int) -> None:
         """A moved slot is subscribed at its new owner: its accounts re-read."""
         self.hops.pop(slot, None)
-        if self.on_gap is not None:
-            self.on_gap(lambda account: account_slot(account) == slot)
+        self.handler.on_gap(lambda account: account_slot(account) == slot)
 
 
 class _Subscription:
@@ -262,7 +265,7 @@ class _Subscription:
         if kind == "smessage":
             hint = parse_hint(message["data"])
             if hint is not None:
-                self.hints.on_hint(*hint)
+                self.hints.handler.on_hint(hint)
         elif kind == "sunsubscribe":
             # This master gave the slot away; asked again, it names the new owner (MOVED).
             await (pubsub or self.live).execute_command("SSUBSCRIBE", message["channel"])
@@ -274,31 +277,3 @@ class _Subscription:
                 raise Reshard(f"{self.master.name} gave its slots to a replica")
             self.adding.discard(slot)
             self.hints.arrived(slot)
-
-
-async def watch_shard_hints(
-    url: str,
-    on_hint: OnHint,
-    on_state: OnState,
-    on_gap: OnGap | None = None,
-    timeout: float = 2.0,
-    ping_every: float = 1.0,
-    map_check: float = 10.0,
-) -> None:
-    """Run until cancelled (see the module's docstring for what is reported when)."""
-    await ShardHints(url, on_hint, on_state, on_gap, timeout, ping_every, map_check).run()
-
-
-async def _stop(tasks: list[asyncio.Task]) -> None:
-    # Repeated: a cancellation swallowed inside redis-py's read is re-delivered (see
-    # raise_if_cancelled), and shutdown must not wait on a subscription being replaced.
-    for _ in range(50):
-        pending = [task for task in tasks if not task.done()]
-        if not pending:
-            break
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=0.1)
-    for task in tasks:
-        if task.done() and not task.cancelled():
-            task.exception()
