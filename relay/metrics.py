@@ -159,6 +159,11 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.sse_pushed_events = Counter(
+            "relay_sse_pushed_events_total",
+            "Events written to SSE streams at the head straight from their hint",
+            registry=r,
+        )
         self.fastpath_polls = Counter(
             "relay_fastpath_polls_total",
             "Polls at the account's head answered without a store call",

@@ -1,21 +1,46 @@
 """In-process wake-ups and the tails, per account.
 
-Waiters arm a per-account future *before* they read, so an append between their read and
-their wait always wakes them. Hints come from the wake-up broker (relay.wakeups); each one
-extends the account's tail (or reports a gap in it) and wakes the account's waiters, who
-then read: from the tail when it covers their cursor, else from the store. A lost hint can
-delay but never lose an event.
+Waiters arm *before* they read, so an append between their read and their wait always
+wakes them. Hints come from the wake-up broker (relay.wakeups); each one extends the
+account's tail (or reports a gap in it) and wakes the account's waiters, who then read:
+from the tail when it covers their cursor, else from the store. A lost hint can delay but
+never lose an event.
+
+SSE streams at the head do not wait like that: they park (fanout/push.py), and a hint that
+follows their cursor is written to them from here, without waking a thousand tasks to read
+the same event; anything else wakes them to read as above.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from relay.cursor import Cursor
+from relay.fanout.push import Parked, push
 from relay.fanout.tail import Tails
 from relay.metrics import Metrics
 from relay.wakeups.base import Hint
+
+
+class Round:
+    """An account's waiters since its last advance. Reads started in one round may be
+    shared: an append after the read started ends the round, and its waiters read again."""
+
+    __slots__ = ("signal", "waiters")
+
+    def __init__(self) -> None:
+        # One future per waiter: a waiter that goes away cancels only its own, and waking
+        # one costs a set_result (asyncio.wait on a shared future cost ten times that).
+        self.waiters: dict[asyncio.Future[None], None] = {}
+        self.signal: asyncio.Future[None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Waiter:
+    round: Round
+    future: asyncio.Future[None]
 
 
 class Hub:
@@ -26,7 +51,8 @@ class Hub:
         tail_max_bytes: int = 64 * 1024 * 1024,
         tail_max_events: int = 1000,
     ) -> None:
-        self._signals: dict[str, asyncio.Future[None]] = {}
+        self._rounds: dict[str, Round] = {}
+        self._parked: dict[str, dict[Parked, None]] = {}
         self.tails = Tails(metrics or Metrics(), tail_max_bytes, tail_max_events, watermark_ttl)
         self.watermark_ttl = watermark_ttl
         self.wakeups = 0
@@ -46,22 +72,59 @@ class Hub:
     def hints_up(self, up: bool) -> None:
         self.tails.up = up
 
+    def _round(self, account: str) -> Round:
+        round_ = self._rounds.get(account)
+        if round_ is None:
+            round_ = self._rounds[account] = Round()
+        return round_
+
     def arm(self, account: str) -> asyncio.Future[None]:
-        """A future resolved at the account's next advance (or a wake_all)."""
-        signal = self._signals.get(account)
-        if signal is None or signal.done():
-            signal = self._signals[account] = asyncio.get_running_loop().create_future()
-        return signal
+        """A future shared by everyone armed now, resolved at the account's next advance
+        (or a wake_all); for the few long-lived waiters that never disarm (delivery)."""
+        round_ = self._round(account)
+        if round_.signal is None:
+            round_.signal = asyncio.get_running_loop().create_future()
+        return round_.signal
+
+    def arm_waiter(self, account: str) -> Waiter:
+        """A waiter of its own, resolved at the account's next advance (or a wake_all);
+        `disarm` it when leaving without having been woken."""
+        round_ = self._round(account)
+        future = asyncio.get_running_loop().create_future()
+        round_.waiters[future] = None
+        return Waiter(round_, future)
+
+    def disarm(self, waiter: Waiter) -> None:
+        waiter.round.waiters.pop(waiter.future, None)
+
+    def park(self, account: str, parked: Parked) -> None:
+        """From now on, hints that follow `parked.cursor` are pushed to it; anything else
+        resolves its `wake`."""
+        self._parked.setdefault(account, {})[parked] = None
+
+    def unpark(self, account: str, parked: Parked) -> None:
+        streams = self._parked.get(account)
+        if streams is not None:
+            streams.pop(parked, None)
+            if not streams:
+                del self._parked[account]
 
     def on_hint(self, hint: Hint) -> None:
-        """An event was committed: extend the account's tail, wake its waiters."""
+        """An event was committed: extend the account's tail, push it to the streams parked
+        just before it, wake the account's waiters."""
         self.tails.hint(hint)
+        streams = self._parked.get(hint.account)
+        if streams:
+            push(hint, streams)
         self._fire(hint.account)
         self._tell_listeners(hint.account)
 
     def advance(self, account: str, cursor: Cursor) -> None:
-        """The account's stream now reaches `cursor` (without the event): wake its waiters."""
+        """The account's stream now reaches `cursor` (without the event): wake its waiters.
+        Parked streams wait for the hint, which carries the event, unless none will come."""
         self._fire(account)
+        if not self.hints_up:
+            self._wake_parked(account)
         self._tell_listeners(account)
 
     def is_head(self, account: str, cursor: Cursor) -> bool:
@@ -70,8 +133,26 @@ class Hub:
 
     def wake_all(self) -> None:
         """Every waiter re-reads: after a hint gap, a reconnect, or on shutdown."""
-        for account in list(self._signals):
+        for account in list(self._rounds):
             self._fire(account)
+        for account in list(self._parked):
+            self._wake_parked(account)
+
+    def recheck(self) -> None:
+        """The safety re-read (a hint may have been lost without a gap report): every
+        waiter re-reads, and so does every parked stream that its tail no longer vouches
+        for. The others would only read the tail and park again: at ten thousand streams,
+        waking them all at once costs a pause that delays every delivery."""
+        for account in list(self._rounds):
+            self._fire(account)
+        vouches_for = self.tails.vouches_for
+        for account, streams in list(self._parked.items()):
+            stale = [parked for parked in streams if not vouches_for(account, parked.cursor)]
+            for parked in stale:
+                del streams[parked]
+                parked.wake()
+            if not streams:
+                del self._parked[account]
 
     def forget_heads(self, reason: str = "resubscribe") -> None:
         """Hints may have been missed: trust no tail until the store re-seeds it."""
@@ -81,15 +162,27 @@ class Hub:
         """Hints for some accounts may have been missed: drop their tails and wake their
         waiters."""
         self.tails.forget(is_affected, reason)
-        for account in [account for account in self._signals if is_affected(account)]:
+        for account in [account for account in self._rounds if is_affected(account)]:
             self._fire(account)
+        for account in [account for account in self._parked if is_affected(account)]:
+            self._wake_parked(account)
 
     def _tell_listeners(self, account: str) -> None:
         for listener in self._listeners:
             listener(account)
 
     def _fire(self, account: str) -> None:
-        signal = self._signals.pop(account, None)
-        if signal is not None and not signal.done():
-            signal.set_result(None)
+        round_ = self._rounds.pop(account, None)
+        if round_ is None:
+            return
+        if round_.signal is not None and not round_.signal.done():
+            round_.signal.set_result(None)
             self.wakeups += 1
+        for future in round_.waiters:
+            if not future.done():
+                future.set_result(None)
+                self.wakeups += 1
+
+    def _wake_parked(self, account: str) -> None:
+        for parked in self._parked.pop(account, ()):
+            parked.wake()

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from relay import clock
 from relay.auth import Viewer
 from relay.cursor import Cursor, format_cursor
-from relay.fanout.hub import Hub
+from relay.fanout.hub import Hub, Round
 from relay.fanout.limits import Slots
 from relay.fanout.poll import PollAnswer, render, visible
+from relay.fanout.push import Parked, PushTarget
 from relay.logs import get_logger
 from relay.metrics import Metrics
 from relay.settings import LiveSettings
@@ -40,7 +41,7 @@ class Batch:
 
 @dataclass(frozen=True, slots=True)
 class _SharedRead:
-    signal: asyncio.Future[None]
+    round: Round
     task: asyncio.Future[Page]
 
 
@@ -63,6 +64,9 @@ class Live:
         )
         self.tails = self.hub.tails
         self._fastpath = metrics.child(metrics.fastpath_polls)
+        self._sse_lag = metrics.child(metrics.delivery_lag, "sse")
+        self._sse_pushed = metrics.child(metrics.sse_pushed_events)
+        self._woken = {mode: metrics.child(metrics.wakeups, mode) for mode in ("sse", "longpoll")}
 
         def refused(limit: str) -> None:
             metrics.limit_refusals.labels(limit).inc()
@@ -138,8 +142,11 @@ class Live:
         while True:
             await asyncio.sleep(self.settings.safety_reread)
             since_all += self.settings.safety_reread
-            if not self.hub.hints_up or since_all >= self.settings.watermark_ttl:
+            if not self.hub.hints_up:
                 self.hub.wake_all()
+                since_all = 0.0
+            elif since_all >= self.settings.watermark_ttl:
+                self.hub.recheck()
                 since_all = 0.0
 
     # -- reads ------------------------------------------------------------------------
@@ -160,18 +167,18 @@ class Live:
         viewer: Viewer,
         since: Cursor | None,
         limit: int,
-        signal: asyncio.Future[None] | None = None,
+        round_: Round | None = None,
     ) -> PollAnswer:
-        """One poll: from the watermark when the cursor is the head, else from the store
-        (a read shared with the other waiters armed on `signal`, when given)."""
+        """One poll: from the tail when it covers the cursor, else from the store (a read
+        shared with the other waiters armed in `round_`, when given)."""
         account = viewer.account
         page = self.tails.read(account, since, limit)
         if page is not None:
             if not page.events and page.cursor == since:
                 self._fastpath.inc()
                 return PollAnswer(self._empty_at(page.cursor), [], page)
-        elif signal is not None and since is not None:
-            page = await self._read_armed(account, signal, since, limit)
+        elif round_ is not None and since is not None:
+            page = await self._read_armed(account, round_, since, limit)
         else:
             page = await self._read_store(account, since, limit)
         return render(page, viewer)
@@ -185,56 +192,67 @@ class Live:
             self.metrics.waiters.inc()
             try:
                 while True:
-                    signal = self.hub.arm(viewer.account)
-                    answer = await self.read(viewer, since, limit, signal)
-                    page = answer.page
-                    if answer.delivered or page.reset or page.more:
-                        return answer
-                    since = page.cursor
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0 or self.closing.done():
-                        return answer
-                    # Only the account's signal: close() fires every signal. Waiting on the
-                    # shared `closing` too added a callback per waiter to one future, and
-                    # each wake-up removed its own from that list: O(waiters) per wake-up.
-                    await asyncio.wait((signal,), timeout=remaining)
-                    if signal.done():
-                        self.metrics.child(self.metrics.wakeups, "longpoll").inc()
+                    waiter = self.hub.arm_waiter(viewer.account)
+                    try:
+                        answer = await self.read(viewer, since, limit, waiter.round)
+                        page = answer.page
+                        if answer.delivered or page.reset or page.more:
+                            return answer
+                        since = page.cursor
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 or self.closing.done():
+                            return answer
+                        # Only the waiter's own future: close() fires every waiter.
+                        if await _woken(waiter.future, remaining):
+                            self._woken["longpoll"].inc()
+                    finally:
+                        self.hub.disarm(waiter)
             finally:
                 self.metrics.waiters.dec()
 
-    async def stream(self, viewer: Viewer, since: Cursor, limit: int) -> AsyncIterator[Batch]:
-        """The SSE loop after its cursor is fixed: batches until shutdown."""
+    async def stream(
+        self, viewer: Viewer, since: Cursor, limit: int, target: PushTarget
+    ) -> AsyncIterator[Batch]:
+        """The SSE loop after its cursor is fixed: batches until shutdown. At the head the
+        stream parks, and events that follow its cursor are pushed to `target` from their
+        hints (fanout/push.py) until something wakes it to read again."""
+        account = viewer.account
         while not self.closing.done():
-            signal = self.hub.arm(viewer.account)
-            page = self.tails.read(viewer.account, since, limit)
-            if page is None:
-                page = await self._read_armed(viewer.account, signal, since, limit)
-            wires, stamps = visible(page, viewer)
-            if wires or page.reset or page.cursor != since:
-                yield Batch(page, wires, stamps)
-            since = page.cursor
-            if page.more:
-                continue
-            await asyncio.wait((signal,))  # close() fires it too (see long_poll)
-            if signal.done():
-                self.metrics.child(self.metrics.wakeups, "sse").inc()
+            waiter = self.hub.arm_waiter(account)
+            try:
+                page = self.tails.read(account, since, limit)
+                if page is None:
+                    page = await self._read_armed(account, waiter.round, since, limit)
+                wires, stamps = visible(page, viewer)
+                if wires or page.reset or page.cursor != since:
+                    yield Batch(page, wires, stamps)
+                since = page.cursor
+                if page.more or waiter.future.done():
+                    continue  # more to read, or an append arrived while this batch was written
+            finally:
+                self.hub.disarm(waiter)
+            parked = Parked(viewer, since, target, self._sse_lag, self._sse_pushed)
+            self.hub.park(account, parked)
+            try:
+                await parked.woken  # close() wakes every parked stream too
+            finally:
+                self.hub.unpark(account, parked)
+            since = parked.cursor
+            self._woken["sse"].inc()
 
-    async def _read_armed(
-        self, account: str, signal: asyncio.Future[None], since: Cursor, limit: int
-    ) -> Page:
+    async def _read_armed(self, account: str, round_: Round, since: Cursor, limit: int) -> Page:
         """One store read for every waiter of an account woken to read the same range.
 
         An append wakes all of an account's streams and long-polls at once, and they all
         read from the same cursor: a thousand identical store calls per event. A waiter
-        joins a read only if it was started under the same armed `signal`, i.e. after the
-        wake-up that preceded the waiter's arming; anything appended later fires `signal`
-        and the waiter reads again, so sharing can never hide an event (see Hub.arm).
+        joins a read only if it was started in the same round, i.e. after the wake-up that
+        preceded the waiter's arming; anything appended later ends the round and wakes the
+        waiter to read again, so sharing can never hide an event (see Hub.Round).
         """
         key = (account, since, limit)
         shared = self._shared_reads.get(key)
-        if shared is None or shared.signal is not signal:
-            shared = _SharedRead(signal, asyncio.ensure_future(self._read_store(*key)))
+        if shared is None or shared.round is not round_:
+            shared = _SharedRead(round_, asyncio.ensure_future(self._read_store(*key)))
             self._shared_reads[key] = shared
             shared.task.add_done_callback(lambda _task: self._forget(key, shared))
         # A waiter that goes away (client disconnect) must not cancel the others' read.
@@ -255,6 +273,26 @@ class Live:
     def observe_delivery(self, mode: str, stamps: list[Cursor]) -> None:
         if stamps:
             now = clock.now_us()
-            lag = self.metrics.child(self.metrics.delivery_lag, mode)
+            metrics = self.metrics
+            lag = self._sse_lag if mode == "sse" else metrics.child(metrics.delivery_lag, mode)
             for stamp in stamps:
                 lag.observe(max(0, now - stamp) / 1e6)
+
+
+async def _woken(future: asyncio.Future[None], timeout: float) -> bool:
+    """Wait for the waiter's `future` at most `timeout` seconds; False if the time ran out
+    (the future is then resolved by the timer: it is the waiter's own, nobody else's)."""
+    timed_out = False
+
+    def release() -> None:
+        nonlocal timed_out
+        if not future.done():
+            timed_out = True
+            future.set_result(None)
+
+    handle = asyncio.get_running_loop().call_later(timeout, release)
+    try:
+        await future
+    finally:
+        handle.cancel()
+    return not timed_out

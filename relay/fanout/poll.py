@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from relay.auth import Viewer
 from relay.cursor import Cursor, format_cursor
+from relay.events import StoredEvent
 from relay.store.base import Page
 
 _PUBLIC = b'"a":null}'
@@ -27,18 +28,22 @@ class PollAnswer:
         return "updates" if self.delivered else "empty"
 
 
+def sees(event: StoredEvent, viewer: Viewer) -> bool:
+    member = event.member
+    header_end = member.index(b"\n")
+    # Most events are for everyone in the account: skip decoding their routing header.
+    if viewer.chats is None and member.startswith(_PUBLIC, header_end - len(_PUBLIC)):
+        return True
+    chat_id, audience = event.routing()
+    return viewer.may_see(chat_id, audience)
+
+
 def visible(page: Page, viewer: Viewer) -> tuple[list[bytes], list[Cursor]]:
     wires, stamps = [], []
     for event in page.events:
-        member = event.member
-        header_end = member.index(b"\n")
-        # Most events are for everyone in the account: skip decoding their routing header.
-        if viewer.chats is not None or not member.startswith(_PUBLIC, header_end - len(_PUBLIC)):
-            chat_id, audience = event.routing()
-            if not viewer.may_see(chat_id, audience):
-                continue
-        wires.append(event.wire())
-        stamps.append(event.timestamp)
+        if sees(event, viewer):
+            wires.append(event.wire())
+            stamps.append(event.timestamp)
     return wires, stamps
 
 

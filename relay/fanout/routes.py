@@ -106,7 +106,9 @@ async def realtime_updates_handler(request: web.Request) -> web.StreamResponse:
         try:
             async with response:
                 await response.write(b"retry: %d\r\n\r\n" % settings.retry_ms)
-                async for batch in until_expired(live.stream(viewer, since, limit), viewer):
+                response.start_pushing(request)
+                batches = live.stream(viewer, since, limit, response)
+                async for batch in until_expired(batches, viewer):
                     if batch is None:
                         await response.send(TOKEN_EXPIRED, event="token_expired")
                         log.info("sse.ended", reason="token_expired")

@@ -125,6 +125,18 @@ class Tails:
         more = len(tail.events) - start > limit
         return Page(events, events[-1].timestamp if more else tail.head, more, False)
 
+    def vouches_for(self, account: str, cursor: Cursor) -> bool:
+        """True when a read at `cursor` would be answered from the tail with nothing new:
+        what the safety re-read of a stream parked there would find."""
+        tail = self._tails.get(account)
+        return (
+            self.up
+            and tail is not None
+            and tail.head == cursor
+            and tail.expected <= tail.head
+            and time.monotonic() - tail.confirmed_at < self.ttl
+        )
+
     def _miss(self, reason: str) -> None:
         counter = self._misses.get(reason)
         if counter is None:
