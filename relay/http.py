@@ -67,6 +67,11 @@ async def read_body(
     try:
         if held is not None and declared:
             held.grow(declared)
+        content = request.content
+        if declared is not None and content.is_eof():
+            # It all came with the headers (most publishes and webhooks): nothing to wait
+            # for, so no timer and no chunk loop; the size was checked above.
+            return content.read_nowait()
         chunks, size = [], 0
         async with asyncio.timeout(timeout):
             async for chunk in request.content.iter_chunked(64 * 1024):

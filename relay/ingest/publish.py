@@ -87,6 +87,8 @@ async def append_grouped(store: Store, events: list[Event]) -> list[Appended]:
     groups: dict[str, list[int]] = defaultdict(list)
     for index, event in enumerate(events):
         groups[event.account].append(index)
+    if len(groups) == 1:  # the usual publish: no task per account to gather
+        return await store.append(events[0].account, events)
     accounts = list(groups)
     results = await asyncio.gather(
         *(store.append(account, [events[i] for i in groups[account]]) for account in accounts)
