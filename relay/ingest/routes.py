@@ -23,7 +23,7 @@ from relay.cursor import format_cursor
 from relay.errors import Forbidden, RelayError
 from relay.http import json_response, read_body
 from relay.ingest import dead_letter_routes, webhooks
-from relay.ingest.providers.base import Ack, Delivery, Provider, Rejected
+from relay.ingest.providers.common.base import Ack, Delivery, Provider, Rejected
 from relay.ingest.publish import append_grouped, parse_publish
 from relay.ingest.webhooks import ingest_verified, source_of, verify_head
 from relay.metrics import event_type_label
@@ -173,11 +173,10 @@ async def accept(
 async def handshake_handler(request: web.Request) -> web.Response:
     """`GET /webhooks/{source}`: a provider's subscription handshake (Meta's hub.*)."""
     source, provider = source_of(request.app[SETTINGS], request.match_info["source"])
-    handshake = getattr(provider, "handshake", None)
-    if handshake is None:
+    if provider.handshake is None:
         raise MethodNotAllowed(f"{source.provider} webhooks are POSTed; there is no handshake")
     try:
-        ack = handshake(await delivery_of(request, source), source)
+        ack = provider.handshake(await delivery_of(request, source), source)
     except Rejected as error:
         raise Forbidden(error.detail, code=error.code) from None
     return render(ack)
