@@ -21,7 +21,7 @@ from relay.auth import check_api_key
 from relay.client_address import client_address
 from relay.cursor import format_cursor
 from relay.errors import Forbidden, RelayError
-from relay.http import json_response, read_body
+from relay.http import json_response, logs_request_id, read_body
 from relay.ingest import dead_letter_routes, webhooks
 from relay.ingest.providers.common.base import Ack, Delivery, Provider, Rejected
 from relay.ingest.publish import append_grouped, parse_publish
@@ -183,9 +183,9 @@ async def handshake_handler(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/publish", publish_handler)
-    app.router.add_post("/webhooks/{source}", webhook_handler)
+    app.router.add_post("/api/publish", logs_request_id(publish_handler))
+    app.router.add_post("/webhooks/{source}", logs_request_id(webhook_handler))
     # Sub-paths of a source: Twilio status callbacks, Evolution's webhook_by_events URLs.
-    app.router.add_post("/webhooks/{source}/{path:.+}", webhook_handler)
-    app.router.add_get("/webhooks/{source}", handshake_handler)
+    app.router.add_post("/webhooks/{source}/{path:.+}", logs_request_id(webhook_handler))
+    app.router.add_get("/webhooks/{source}", logs_request_id(handshake_handler))
     dead_letter_routes.add_routes(app)
