@@ -3,6 +3,7 @@ logged `?token=...`)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -12,7 +13,11 @@ import urllib.request
 
 import orjson
 import pytest
+import structlog
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
+from relay.http import REQUEST_ID, logs_request_id
 from relay.ingest.providers import standard_webhooks, whatsapp_cloud
 from relay.logs import Redactor, configure_logging, get_logger
 from tests.conftest import API_KEY, JWT_SECRET, token
@@ -157,3 +162,21 @@ def test_a_webhooks_log_lines_carry_the_request_id_it_answers_and_no_other(relay
     # Lines of no request (start, stop) carry none.
     others = [line for line in lines if line not in webhook and line not in refused]
     assert others and not [line for line in others if "request_id" in line]
+
+
+async def test_the_request_id_is_unbound_when_the_handler_returns_or_raises():
+    seen = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(structlog.contextvars.get_contextvars())
+        if request.method == "DELETE":
+            raise RuntimeError("a bug")
+        return web.Response()
+
+    for method in ("POST", "DELETE"):
+        request = make_mocked_request(method, "/api/admin/x")
+        request[REQUEST_ID] = f"id-{method}"
+        with contextlib.suppress(RuntimeError):
+            await logs_request_id(handler)(request)
+        assert "request_id" not in structlog.contextvars.get_contextvars()
+    assert seen == [{"request_id": "id-POST"}, {"request_id": "id-DELETE"}]
