@@ -4,7 +4,6 @@ server-to-server API keys of the publish and admin routes.
 
 from __future__ import annotations
 
-import hmac
 import math
 import re
 import time
@@ -15,6 +14,7 @@ import jwt
 
 from relay.errors import Unauthorized
 from relay.events import ACCOUNT_PATTERN
+from relay.rotated_keys import matches_any
 from relay.settings import Settings
 
 
@@ -191,9 +191,5 @@ def check_api_key(headers: Mapping[str, str], keys: tuple[str, ...]) -> None:
     given = bearer(headers)
     if not given:
         raise Unauthorized("an API key is required: Authorization: Bearer <key>")
-    # Compare against every key, without stopping early, in constant time each.
-    matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given.encode(), key.encode())
-    if not matched:
+    if not matches_any([given.encode()], (key.encode() for key in keys)):
         raise Unauthorized("the API key is not valid", code="bad_api_key")

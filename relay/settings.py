@@ -22,6 +22,7 @@ from relay.delivery.config import (
     load_subscribers,
 )
 from relay.events import ACCOUNT_PATTERN
+from relay.rotated_keys import COMMA, split_keys
 from relay.store.base import Retention
 from relay.store.connections import parse_sentinel_url
 
@@ -308,7 +309,7 @@ def did_you_mean(word: str, known: Iterable[str]) -> str:
 
 
 def api_keys_from(env: Mapping[str, str]) -> tuple[str, ...]:
-    return tuple(k.strip() for k in env.get("RELAY_API_KEYS", "").split(",") if k.strip())
+    return tuple(split_keys(env.get("RELAY_API_KEYS", ""), COMMA))
 
 
 class _Reader:

@@ -13,8 +13,8 @@ import redis.asyncio
 
 from relay.events import Event
 from relay.ingest.providers import PROVIDERS
-from relay.ingest.providers.base import Ack, Normalized, Unprocessable
-from relay.ingest.providers.shared_secret import check_shared_secret
+from relay.ingest.providers.common.base import Ack, Normalized, Provider, Unprocessable
+from relay.ingest.providers.common.shared_secret import check_shared_secret
 from relay.settings import Source
 from relay.store.dead_letters import DeadLetter, MemoryDeadLetters, RedisDeadLetters
 from tests.conftest import API, auth
@@ -23,8 +23,9 @@ from tests.provider_fixtures import ACCOUNT, EVOLUTION_SECRET, FIXTURES, SOURCES
 SECRET = "flaky-shared-secret-0001"
 
 
-def flaky_provider() -> SimpleNamespace:
-    """A provider the test registers: its normalizer fails until `fixed` is set."""
+def flaky_provider() -> tuple[Provider, SimpleNamespace]:
+    """A provider the test registers, and its state: its normalizer fails until `fixed`
+    is set."""
     state = SimpleNamespace(fixed=False, crash=False)
 
     def normalize(delivery, source):
@@ -49,21 +50,22 @@ def flaky_provider() -> SimpleNamespace:
             ]
         )
 
-    return SimpleNamespace(
+    provider = Provider(
         name="flaky",
         required_secrets=("secret",),
         verify=check_shared_secret,
         normalize=normalize,
         ack=lambda delivery: Ack(status=202, body=b"", content_type="text/plain"),
-        state=state,
     )
+    return provider, state
 
 
 @pytest.fixture
 def flaky(monkeypatch):
-    provider = flaky_provider()
+    """The flaky provider's state (`fixed`, `crash`), once it is registered."""
+    provider, state = flaky_provider()
     monkeypatch.setitem(PROVIDERS, "flaky", provider)
-    return provider
+    return state
 
 
 @pytest.fixture
@@ -124,7 +126,7 @@ async def test_a_dead_letter_is_listed_then_replayed_once_after_the_fix(client, 
     assert set(await still_broken.json()) == {"error", "detail"}
     assert [item["id"] for item in await dead_letters(client)] == [letter["id"]]
 
-    flaky.state.fixed = True
+    flaky.fixed = True
     replayed = await client.post(f"/api/admin/dead-letters/{letter['id']}/replay", headers=API)
     assert replayed.status == 200
     answer = await replayed.json()
@@ -149,7 +151,7 @@ async def test_the_same_failure_dead_lettered_twice_replays_into_one_event(clien
     assert (await post_flaky(client)).status == 202
     letters = await dead_letters(client)
     assert len(letters) == 2
-    flaky.state.fixed = True
+    flaky.fixed = True
     outcomes = []
     for letter in letters:
         response = await client.post(f"/api/admin/dead-letters/{letter['id']}/replay", headers=API)
@@ -159,7 +161,7 @@ async def test_the_same_failure_dead_lettered_twice_replays_into_one_event(clien
 
 
 async def test_a_normalizer_that_crashes_dead_letters_instead_of_a_500(client, flaky):
-    flaky.state.crash = True
+    flaky.crash = True
     response = await post_flaky(client)
     assert response.status == 202
     (letter,) = await dead_letters(client)

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from relay import auth as relay_auth
+from relay import rotated_keys
 from relay.events import Event
 from relay.settings import LiveSettings
 from relay.store.redis import RedisStore
@@ -128,7 +128,7 @@ async def test_api_keys_are_compared_in_constant_time(client, monkeypatch):
         calls.append((a, b))
         return original(a, b)
 
-    monkeypatch.setattr(relay_auth.hmac, "compare_digest", spy)
+    monkeypatch.setattr(rotated_keys.hmac, "compare_digest", spy)
     response = await client.post(
         "/api/publish",
         json={"account": "acme", "type": "t"},

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
-from types import SimpleNamespace
+from dataclasses import dataclass, replace
 
 import orjson
 from hypothesis import HealthCheck, event, given, settings
@@ -22,7 +21,7 @@ from multidict import CIMultiDict, MultiDict
 
 from relay.ingest import webhooks
 from relay.ingest.providers import PROVIDERS
-from relay.ingest.providers.base import Delivery
+from relay.ingest.providers.common.base import Delivery
 from relay.store.dead_letters import MemoryDeadLetters
 from relay.store.memory import MemoryStore
 from tests.provider_fixtures import ACCOUNT, FIXTURES, SOURCE_OF, SOURCES
@@ -124,13 +123,7 @@ async def ingest(provider_name: str, document) -> tuple[set[str], list, list[str
     provider = PROVIDERS[provider_name]
     source = SOURCES[SOURCE_OF[provider_name]]
     # The same provider without its verification: the property is about what follows it.
-    unverified = SimpleNamespace(
-        name=provider.name,
-        normalize=provider.normalize,
-        ack=provider.ack,
-        verify=lambda delivery, source: None,
-        **({"redact_body": provider.redact_body} if hasattr(provider, "redact_body") else {}),
-    )
+    unverified = replace(provider, verify=lambda delivery, source: None)
     body = json.dumps(document).encode()  # json, not orjson: ints beyond 64 bits too
     await webhooks.ingest(store, letters, source, unverified, delivery(body))
     page = await store.read(ACCOUNT, 1, 1000)  # the whole stream (its first microsecond on)

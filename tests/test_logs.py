@@ -3,20 +3,35 @@ logged `?token=...`)."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import io
 import json
 import time
 import urllib.error
 import urllib.request
 
+import orjson
 import pytest
+import structlog
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
-from relay.ingest.providers import standard_webhooks
+from relay.http import REQUEST_ID, logs_request_id
+from relay.ingest.providers import standard_webhooks, whatsapp_cloud
 from relay.logs import Redactor, configure_logging, get_logger
 from tests.conftest import API_KEY, JWT_SECRET, token
 from tests.servers import RelayProcess
 
 SOURCE_SECRET = "whsec_bG9nLXRlc3Qtc2VjcmV0LW5vdC1mb3ItcHJvZCEh"
+WHATSAPP_SECRET = "log-test-whatsapp-app-secret"
+# Authentic, but its one message has no id: dead-lettered, which logs two webhook.* lines.
+NO_ID = orjson.dumps(
+    {
+        "object": "whatsapp_business_account",
+        "entry": [{"changes": [{"field": "messages", "value": {"messages": [{"from": "1"}]}}]}],
+    }
+)
 
 
 def test_the_redactor_scrubs_keys_values_and_patterns():
@@ -55,6 +70,8 @@ def relay_with_source(tmp_path):
     config.write_text(
         '[sources.acme-events]\nprovider = "standard_webhooks"\naccount = "acme"\n'
         'secret_env = "ACME_EVENTS_SECRET"\n'
+        '[sources.acme-whatsapp]\nprovider = "whatsapp_cloud"\naccount = "acme"\n'
+        'secret_env = "ACME_WHATSAPP_SECRET"\n'
     )
     relay = RelayProcess(
         {
@@ -63,6 +80,7 @@ def relay_with_source(tmp_path):
             "RELAY_CONFIG": str(config),
             "RELAY_LOG_LEVEL": "debug",
             "ACME_EVENTS_SECRET": SOURCE_SECRET,
+            "ACME_WHATSAPP_SECRET": WHATSAPP_SECRET,
         }
     ).start()
     yield relay
@@ -108,3 +126,57 @@ def test_tokens_and_secrets_never_appear_in_captured_logs(relay_with_source):
     assert "request.refused" in log  # the failures above were logged...
     for secret in (good, expired, API_KEY, JWT_SECRET, SOURCE_SECRET, signature):
         assert secret not in log  # ...and nothing secret with them
+
+
+def test_a_webhooks_log_lines_carry_the_request_id_it_answers_and_no_other(relay_with_source):
+    relay = relay_with_source
+    # One keep-alive connection, so a leak from one request into the next would show.
+    connection = http.client.HTTPConnection("127.0.0.1", relay.port, timeout=5)
+    answered = []
+    signed = {"X-Hub-Signature-256": whatsapp_cloud.sign(WHATSAPP_SECRET, NO_ID)}
+    for given in ({}, {"X-Request-ID": "trace-b.1"}):
+        connection.request("POST", "/webhooks/acme-whatsapp", NO_ID, {**signed, **given})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        answered.append(response.headers["X-Request-ID"])
+        connection.request("GET", "/api/chats/check-updates/", headers={"X-Request-ID": "poll"})
+        poll = connection.getresponse()
+        poll.read()
+        assert poll.status == 401
+    connection.close()
+    relay.stop()
+
+    generated, traced = answered
+    assert traced == "trace-b.1" and generated != traced
+    lines = [json.loads(line) for line in relay.log().splitlines() if line.startswith("{")]
+    webhook = [line for line in lines if line["event"].startswith("webhook.")]
+    assert [(line["event"], line.get("request_id")) for line in webhook] == [
+        ("webhook.item_unreadable", generated),
+        ("webhook.dead_lettered", generated),
+        ("webhook.item_unreadable", traced),
+        ("webhook.dead_lettered", traced),
+    ]
+    refused = [line for line in lines if line["event"] == "request.refused"]
+    assert [line["request_id"] for line in refused] == ["poll", "poll"]
+    # Lines of no request (start, stop) carry none.
+    others = [line for line in lines if line not in webhook and line not in refused]
+    assert others and not [line for line in others if "request_id" in line]
+
+
+async def test_the_request_id_is_unbound_when_the_handler_returns_or_raises():
+    seen = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(structlog.contextvars.get_contextvars())
+        if request.method == "DELETE":
+            raise RuntimeError("a bug")
+        return web.Response()
+
+    for method in ("POST", "DELETE"):
+        request = make_mocked_request(method, "/api/admin/x")
+        request[REQUEST_ID] = f"id-{method}"
+        with contextlib.suppress(RuntimeError):
+            await logs_request_id(handler)(request)
+        assert "request_id" not in structlog.contextvars.get_contextvars()
+    assert seen == [{"request_id": "id-POST"}, {"request_id": "id-DELETE"}]

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from relay.ingest.providers import provider_problems
-from relay.ingest.providers.normal import STATUS_RANK
+from relay.ingest.providers.common.normal import STATUS_RANK
 from relay.settings import Source
 from tests.conftest import API, auth
 from tests.provider_fixtures import (

@@ -14,7 +14,7 @@ from relay.cursor import format_cursor, parse_cursor
 from relay.delivery.deliverer import Deliverer
 from relay.errors import BadRequest, NotFound
 from relay.events import check_account
-from relay.http import json_response
+from relay.http import json_response, logs_request_id
 from relay.store.delivery_ledger import LedgerEntry
 
 
@@ -83,5 +83,7 @@ async def rewind_handler(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/admin/subscribers", list_handler)
-    app.router.add_post("/api/admin/subscribers/{name}/accounts/{account}/rewind", rewind_handler)
+    app.router.add_get("/api/admin/subscribers", logs_request_id(list_handler))
+    app.router.add_post(
+        "/api/admin/subscribers/{name}/accounts/{account}/rewind", logs_request_id(rewind_handler)
+    )

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from multidict import CIMultiDict, MultiDict
 
-from relay.ingest.providers.base import Delivery, Provider, Unreadable
+from relay.ingest.providers.common.base import Delivery, Provider, Unreadable
 from relay.settings import Source
 from relay.store.dead_letters import DeadLetter
 
@@ -95,7 +94,6 @@ def letter_of(
     """One letter per delivery, naming each unreadable item's place in the stored body.
     `secrets` are every configured secret value (Settings.secret_values), removed from every
     stored header, query value and the URL."""
-    redact_body = getattr(provider, "redact_body", None)
     secrets = secrets_to_scrub([*secrets, *source.secrets.values()])
     items = [{"place": _text(u.place)[:500], "error": _text(u.error)[:500]} for u in unreadable]
     first = items[0]
@@ -115,7 +113,7 @@ def letter_of(
         url=redact_url(delivery.url, secrets),
         headers=redact_headers(delivery.headers, secrets),
         query=redact_query(delivery.query, secrets),
-        body=redact_body(delivery.body) if redact_body else delivery.body,
+        body=provider.redact_body(delivery.body) if provider.redact_body else delivery.body,
     )
 
 
@@ -137,7 +135,3 @@ def delivery_of(letter: DeadLetter) -> Delivery:
         body=letter.body,
         received_at=letter.received_at,
     )
-
-
-def now() -> float:
-    return time.time()

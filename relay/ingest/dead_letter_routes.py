@@ -9,7 +9,7 @@ from relay.appkeys import DEAD_LETTERS, METRICS, SETTINGS, STORE
 from relay.auth import check_api_key
 from relay.cursor import format_cursor
 from relay.errors import BadRequest
-from relay.http import json_response
+from relay.http import json_response, logs_request_id
 from relay.ingest.webhooks import replay
 from relay.metrics import event_type_label
 
@@ -68,5 +68,5 @@ async def replay_handler(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/admin/dead-letters", list_handler)
-    app.router.add_post("/api/admin/dead-letters/{id}/replay", replay_handler)
+    app.router.add_get("/api/admin/dead-letters", logs_request_id(list_handler))
+    app.router.add_post("/api/admin/dead-letters/{id}/replay", logs_request_id(replay_handler))

@@ -21,9 +21,9 @@ from relay.auth import check_api_key
 from relay.client_address import client_address
 from relay.cursor import format_cursor
 from relay.errors import Forbidden, RelayError
-from relay.http import json_response, read_body
+from relay.http import json_response, logs_request_id, read_body
 from relay.ingest import dead_letter_routes, webhooks
-from relay.ingest.providers.base import Ack, Delivery, Provider, Rejected
+from relay.ingest.providers.common.base import Ack, Delivery, Provider, Rejected
 from relay.ingest.publish import append_grouped, parse_publish
 from relay.ingest.webhooks import ingest_verified, source_of, verify_head
 from relay.metrics import event_type_label
@@ -173,20 +173,19 @@ async def accept(
 async def handshake_handler(request: web.Request) -> web.Response:
     """`GET /webhooks/{source}`: a provider's subscription handshake (Meta's hub.*)."""
     source, provider = source_of(request.app[SETTINGS], request.match_info["source"])
-    handshake = getattr(provider, "handshake", None)
-    if handshake is None:
+    if provider.handshake is None:
         raise MethodNotAllowed(f"{source.provider} webhooks are POSTed; there is no handshake")
     try:
-        ack = handshake(await delivery_of(request, source), source)
+        ack = provider.handshake(await delivery_of(request, source), source)
     except Rejected as error:
         raise Forbidden(error.detail, code=error.code) from None
     return render(ack)
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/publish", publish_handler)
-    app.router.add_post("/webhooks/{source}", webhook_handler)
+    app.router.add_post("/api/publish", logs_request_id(publish_handler))
+    app.router.add_post("/webhooks/{source}", logs_request_id(webhook_handler))
     # Sub-paths of a source: Twilio status callbacks, Evolution's webhook_by_events URLs.
-    app.router.add_post("/webhooks/{source}/{path:.+}", webhook_handler)
-    app.router.add_get("/webhooks/{source}", handshake_handler)
+    app.router.add_post("/webhooks/{source}/{path:.+}", logs_request_id(webhook_handler))
+    app.router.add_get("/webhooks/{source}", logs_request_id(handshake_handler))
     dead_letter_routes.add_routes(app)

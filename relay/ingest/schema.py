@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.ingest.providers.normal import KINDS, STATUS_RANK
+from relay.ingest.providers.common.normal import KINDS, STATUS_RANK
 from relay.openapi import SCHEMA_PATH
 
 _TIME = {"type": "string", "format": "date-time"}

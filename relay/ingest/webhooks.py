@@ -13,7 +13,7 @@ from relay.errors import NotFound
 from relay.events import Appended, Event
 from relay.ingest.dead_letter import delivery_of, letter_of, unreadable_of
 from relay.ingest.providers import PROVIDERS
-from relay.ingest.providers.base import (
+from relay.ingest.providers.common.base import (
     Ack,
     Delivery,
     Normalized,
@@ -55,8 +55,9 @@ def source_of(settings: Settings, name: str) -> tuple[Source, Provider]:
 def verify_head(provider: Provider, head: Delivery, source: Source) -> bool:
     """Raise Rejected if the headers and query alone show the delivery is not authentic;
     True if they alone prove it is. Providers without a head check read the body first."""
-    check = getattr(provider, "verify_head", None)
-    return bool(check(head, source)) if check is not None else False
+    if provider.verify_head is None:
+        return False
+    return bool(provider.verify_head(head, source))
 
 
 def normalize_delivery(provider: Provider, delivery: Delivery, source: Source) -> Normalized:

@@ -1,10 +1,10 @@
-"""The provider table: a source's `provider` names one of these modules."""
+"""The provider table: a source's `provider` names one of its entries. Adding a provider is
+adding its module (which declares `PROVIDER`) and its line here."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import cast
 
 from relay.ingest.providers import (
     evolution,
@@ -14,13 +14,20 @@ from relay.ingest.providers import (
     whatsapp_cloud,
     zapi,
 )
-from relay.ingest.providers.base import Provider
+from relay.ingest.providers.common.base import Provider
 from relay.settings import Source, did_you_mean
 
 # A dict (not frozen) so that a test can register a provider of its own.
 PROVIDERS: dict[str, Provider] = {
-    cast(Provider, module).name: cast(Provider, module)
-    for module in (standard_webhooks, whatsapp_cloud, telegram, twilio, evolution, zapi)
+    provider.name: provider
+    for provider in (
+        standard_webhooks.PROVIDER,
+        whatsapp_cloud.PROVIDER,
+        telegram.PROVIDER,
+        twilio.PROVIDER,
+        evolution.PROVIDER,
+        zapi.PROVIDER,
+    )
 }
 
 
@@ -38,8 +45,7 @@ def provider_problems(sources: Mapping[str, Source], path: Path | None = None) -
             continue
         missing = [s for s in provider.required_secrets if s not in source.secrets]
         problems += [f"{where}: {s}_env is required for {source.provider}" for s in missing]
-        check = getattr(provider, "check_source", None)
         # Each source is checked on its own: another source's problem hides nothing here.
-        if check is not None and not missing:
-            problems += [f"{where}: {line}" for line in check(source)]
+        if provider.check_source is not None and not missing:
+            problems += [f"{where}: {line}" for line in provider.check_source(source)]
     return problems

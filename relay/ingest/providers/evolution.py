@@ -18,14 +18,21 @@ import jwt
 import orjson
 
 from relay.events import Event
-from relay.ingest.providers import baileys, normal
-from relay.ingest.providers.base import Ack, Delivery, Items, Normalized, Rejected, Unprocessable
-from relay.ingest.providers.normal import as_dict, text_of
-from relay.ingest.providers.shared_secret import check_shared_secret
+from relay.ingest.providers.common import baileys, normal
+from relay.ingest.providers.common.base import (
+    Delivery,
+    Items,
+    Normalized,
+    Provider,
+    Rejected,
+    Unprocessable,
+    json_object,
+)
+from relay.ingest.providers.common.normal import as_dict, text_of
+from relay.ingest.providers.common.shared_secret import check_shared_secret
 from relay.settings import Source
 
 name = "evolution"
-required_secrets: tuple[str, ...] = ()  # secret or jwt_key: see check_source
 JWT_LEEWAY_SECONDS = 30
 # Baileys' WAMessageStatus, as strings (2.x) or numbers (older builds).
 STATUSES = {
@@ -72,10 +79,6 @@ def verify_head(delivery: Delivery, source: Source) -> bool:
     return True
 
 
-def ack(delivery: Delivery) -> Ack:
-    return Ack()
-
-
 # `"apikey": "<value>"` anywhere in the raw JSON, whatever else the body holds.
 _APIKEY = re.compile(rb'("apikey"\s*:\s*)"(?:[^"\\]|\\.)*"')
 
@@ -87,12 +90,7 @@ def redact_body(body: bytes) -> bytes:
 
 
 def normalize(delivery: Delivery, source: Source) -> Normalized:
-    try:
-        payload: Any = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError:
-        raise Unprocessable("the body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise Unprocessable("the payload must be a JSON object")
+    payload = json_object(delivery.body)
     # v2 sends `messages.upsert`; some setups send the env-style MESSAGES_UPSERT.
     kind = (text_of(payload.get("event")) or "").lower().replace("_", ".")
     instance = text_of(payload.get("instance")) or source.name
@@ -184,3 +182,14 @@ def check_source(source: Source) -> list[str]:
     if "jwt_key" in source.secrets or source.secrets.get("secret", "").strip():
         return []
     return ["secret_env or jwt_key_env is required: Evolution API signs nothing"]
+
+
+PROVIDER = Provider(
+    name=name,
+    required_secrets=(),  # secret or jwt_key: see check_source
+    verify=verify,
+    normalize=normalize,
+    verify_head=verify_head,
+    check_source=check_source,
+    redact_body=redact_body,
+)

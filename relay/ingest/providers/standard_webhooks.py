@@ -13,21 +13,26 @@ import hashlib
 import hmac
 from typing import Any
 
-import orjson
-
 from relay.events import Event
-from relay.ingest.providers.base import Ack, Delivery, Normalized, Rejected, Unprocessable
+from relay.ingest.providers.common.base import (
+    Delivery,
+    Normalized,
+    Provider,
+    Rejected,
+    Unprocessable,
+    json_object,
+)
+from relay.rotated_keys import SPACE, matches_any, split_keys
 from relay.settings import Source
 
 name = "standard_webhooks"
-required_secrets = ("secret",)
 TOLERANCE_SECONDS = 5 * 60
 
 
 def secret_keys(secret: str) -> list[bytes]:
     """Every key of a source: several whitespace- or comma-separated secrets during rotation."""
     keys = []
-    for item in secret.replace(",", " ").split():
+    for item in split_keys(secret):
         encoded = item.removeprefix("whsec_")
         try:
             keys.append(base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True))
@@ -72,18 +77,14 @@ def verify(delivery: Delivery, source: Source) -> None:
     msg_id, timestamp, signatures = _checked_headers(delivery)
     given = [
         part.split(",", 1)[1].encode()
-        for part in signatures.split()
+        for part in split_keys(signatures, SPACE)
         if part.startswith("v1,") and len(part) > 3
     ]
     expected = [
         sign(key, msg_id, timestamp, delivery.body).encode()
         for key in secret_keys(source.secrets["secret"])
     ]
-    matched = False
-    for signature in given:
-        for candidate in expected:
-            matched |= hmac.compare_digest(signature, candidate)
-    if not matched:
+    if not matches_any(given, expected):
         raise Rejected("no webhook-signature matches", code="bad_signature")
 
 
@@ -93,12 +94,7 @@ def normalize(delivery: Delivery, source: Source) -> Normalized:
 
 
 def _events(delivery: Delivery, source: Source) -> list[Event]:
-    try:
-        payload: Any = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError:
-        raise Unprocessable("the body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise Unprocessable("the payload must be a JSON object")
+    payload = json_object(delivery.body)
     event_type, data = payload.get("type"), payload.get("data")
     if not isinstance(event_type, str) or not 1 <= len(event_type) <= 64:
         raise Unprocessable("the payload has no type (a string of 1-64 characters)")
@@ -122,13 +118,19 @@ def _events(delivery: Delivery, source: Source) -> list[Event]:
     ]
 
 
-def ack(delivery: Delivery) -> Ack:
-    return Ack()
-
-
 def check_source(source: Source) -> list[str]:
     try:
         keys = secret_keys(source.secrets["secret"])
     except ValueError as error:
         return [f"secret_env: {error}"]
     return [] if keys else ["secret_env: the secret is empty"]
+
+
+PROVIDER = Provider(
+    name=name,
+    required_secrets=("secret",),
+    verify=verify,
+    normalize=normalize,
+    verify_head=verify_head,
+    check_source=check_source,
+)

@@ -11,17 +11,22 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import orjson
-
 from relay.events import Event
-from relay.ingest.providers import normal
-from relay.ingest.providers.base import Ack, Delivery, Normalized, Rejected, Unprocessable
-from relay.ingest.providers.normal import as_dict, as_list, compact, text_of
-from relay.ingest.providers.shared_secret import matches, secrets_of
+from relay.ingest.providers.common import normal
+from relay.ingest.providers.common.base import (
+    Ack,
+    Delivery,
+    Normalized,
+    Provider,
+    Rejected,
+    Unprocessable,
+    json_object,
+)
+from relay.ingest.providers.common.normal import as_dict, as_list, compact, text_of
+from relay.ingest.providers.common.shared_secret import secret_matches
 from relay.settings import Source
 
 name = "telegram"
-required_secrets = ("secret",)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 SECRET_FORMAT = re.compile(r"[A-Za-z0-9_-]{1,256}")
 MEDIA_KINDS = {
@@ -47,7 +52,7 @@ def verify(delivery: Delivery, source: Source) -> None:
     given = delivery.headers.get(SECRET_HEADER)
     if not given:
         raise Rejected(f"{SECRET_HEADER} is required", code="missing_secret")
-    if not matches(given, secrets_of(source)):
+    if not secret_matches(given, source):
         raise Rejected(f"{SECRET_HEADER} does not match", code="bad_secret")
 
 
@@ -75,12 +80,7 @@ def normalize(delivery: Delivery, source: Source) -> Normalized:
 
 
 def _events(delivery: Delivery, source: Source) -> list[Event]:
-    try:
-        update: Any = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError:
-        raise Unprocessable("the body is not JSON") from None
-    if not isinstance(update, dict):
-        raise Unprocessable("the update must be a JSON object")
+    update = json_object(delivery.body, "the update")
     update_id = update.get("update_id")
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         raise Unprocessable("the update has no integer update_id")
@@ -257,3 +257,14 @@ def _membership(update: dict[str, Any], event_id: str, source: Source) -> Event:
         "changed_at": normal.iso_from_unix(update.get("date")),
     }
     return normal.event(source, name, event_id, "chat.updated", chat_id, chat=compact(summary))
+
+
+PROVIDER = Provider(
+    name=name,
+    required_secrets=("secret",),
+    verify=verify,
+    normalize=normalize,
+    ack=ack,
+    verify_head=verify_head,
+    check_source=check_source,
+)

@@ -14,12 +14,19 @@ from collections.abc import Sequence
 from urllib.parse import SplitResult, parse_qs, parse_qsl, urlsplit
 
 from relay.events import Event
-from relay.ingest.providers import normal
-from relay.ingest.providers.base import Ack, Delivery, Normalized, Rejected, Unprocessable
+from relay.ingest.providers.common import normal
+from relay.ingest.providers.common.base import (
+    Ack,
+    Delivery,
+    Normalized,
+    Provider,
+    Rejected,
+    Unprocessable,
+)
+from relay.rotated_keys import matches_any, split_keys
 from relay.settings import Source
 
 name = "twilio"
-required_secrets = ("secret",)
 SIGNATURE_HEADER = "X-Twilio-Signature"
 SETTINGS_HEADER = "X-Twilio-Webhooks-Signature-Settings"
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -116,12 +123,12 @@ def verify(delivery: Delivery, source: Source) -> None:
     else:
         params = form_params(delivery.body)
     presented = given.strip().encode("utf-8", "surrogateescape")
-    matched = False
-    for key in source.secrets[key_name].replace(",", " ").split():
-        for url in url_variants(delivery.url):
-            candidate = signature(key, url, params, algorithm).encode()
-            matched |= hmac.compare_digest(presented, candidate)
-    if not matched:
+    expected = (
+        signature(key, url, params, algorithm).encode()
+        for key in split_keys(source.secrets[key_name])
+        for url in url_variants(delivery.url)
+    )
+    if not matches_any([presented], expected):
         raise Rejected(f"{SIGNATURE_HEADER} does not match", code="bad_signature")
 
 
@@ -233,3 +240,14 @@ def check_source(source: Source) -> list[str]:
     except ValueError:
         return [f"public_url {url!r} has an invalid port"]
     return []
+
+
+PROVIDER = Provider(
+    name=name,
+    required_secrets=("secret",),
+    verify=verify,
+    normalize=normalize,
+    ack=ack,
+    verify_head=verify_head,
+    check_source=check_source,
+)

@@ -15,13 +15,22 @@ from typing import Any
 import orjson
 
 from relay.events import Event
-from relay.ingest.providers import normal
-from relay.ingest.providers.base import Ack, Delivery, Items, Normalized, Rejected, Unprocessable
-from relay.ingest.providers.normal import as_dict, as_list, code_of, compact, text_of
+from relay.ingest.providers.common import normal
+from relay.ingest.providers.common.base import (
+    Ack,
+    Delivery,
+    Items,
+    Normalized,
+    Provider,
+    Rejected,
+    Unprocessable,
+    json_object,
+)
+from relay.ingest.providers.common.normal import as_dict, as_list, code_of, compact, text_of
+from relay.rotated_keys import matches_any, split_keys
 from relay.settings import Source
 
 name = "whatsapp_cloud"
-required_secrets = ("secret",)
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 MEDIA_TYPES = ("image", "audio", "video", "document", "sticker")
 STATUSES = {"sent": "sent", "delivered": "delivered", "read": "read", "played": "played"}
@@ -48,10 +57,10 @@ def verify(delivery: Delivery, source: Source) -> None:
     given = _signature_header(delivery)
     # Meta signs the bytes it sent (\u-escaped, \/): verify those, never a re-serialization.
     presented = given.strip().lower().encode("utf-8", "surrogateescape")
-    matched = False
-    for secret in source.secrets["secret"].replace(",", " ").split():
-        matched |= hmac.compare_digest(presented, sign(secret, delivery.body).encode())
-    if not matched:
+    expected = (
+        sign(secret, delivery.body).encode() for secret in split_keys(source.secrets["secret"])
+    )
+    if not matches_any([presented], expected):
         raise Rejected(f"{SIGNATURE_HEADER} does not match the body", code="bad_signature")
 
 
@@ -83,12 +92,7 @@ def ack(delivery: Delivery) -> Ack:
 
 
 def normalize(delivery: Delivery, source: Source) -> Normalized:
-    try:
-        payload: Any = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError:
-        raise Unprocessable("the body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise Unprocessable("the payload must be a JSON object")
+    payload = json_object(delivery.body)
     items = Items()
     if payload.get("object") != "whatsapp_business_account":
         return items.normalized()
@@ -344,3 +348,14 @@ def _webhook_error(error: dict[str, Any], phone_number_id: str | None, source: S
     }
     event_id = f"{name}:{phone_number_id}:error:{digest}"
     return normal.event(source, name, event_id, "connection.updated", None, connection=connection)
+
+
+PROVIDER = Provider(
+    name=name,
+    required_secrets=("secret",),
+    verify=verify,
+    normalize=normalize,
+    ack=ack,
+    verify_head=verify_head,
+    handshake=handshake,
+)

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from relay.events import Event
-from relay.ingest.providers import normal
-from relay.ingest.providers.base import Ack, Delivery, Normalized, Unprocessable
-from relay.ingest.providers.normal import as_dict, as_list, compact, text_of
-from relay.ingest.providers.shared_secret import check_shared_secret
+from relay.ingest.providers.common import normal
+from relay.ingest.providers.common.base import (
+    Delivery,
+    Normalized,
+    Provider,
+    Unprocessable,
+    json_object,
+)
+from relay.ingest.providers.common.normal import as_dict, as_list, compact, text_of
+from relay.ingest.providers.common.shared_secret import check_shared_secret
 from relay.settings import Source
 
 name = "zapi"
-required_secrets = ("secret",)
 STATUSES = {"SENT": "sent", "RECEIVED": "delivered", "READ": "read", "PLAYED": "played"}
 # field -> (kind, url field)
 MEDIA = {
@@ -32,18 +35,10 @@ MEDIA = {
 }
 
 
-def verify(delivery: Delivery, source: Source) -> None:
-    check_shared_secret(delivery, source)
-
-
 def verify_head(delivery: Delivery, source: Source) -> bool:
     """The shared secret is a header or the query: checked before the body is read."""
     check_shared_secret(delivery, source)
     return True
-
-
-def ack(delivery: Delivery) -> Ack:
-    return Ack()
 
 
 def normalize(delivery: Delivery, source: Source) -> Normalized:
@@ -52,12 +47,7 @@ def normalize(delivery: Delivery, source: Source) -> Normalized:
 
 
 def _events(delivery: Delivery, source: Source) -> list[Event]:
-    try:
-        payload: Any = orjson.loads(delivery.body)
-    except orjson.JSONDecodeError:
-        raise Unprocessable("the body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise Unprocessable("the payload must be a JSON object")
+    payload = json_object(delivery.body)
     kind = payload.get("type")
     instance = text_of(payload.get("instanceId")) or source.name
     prefix = f"{name}:{instance}"
@@ -228,3 +218,12 @@ def _connection(
     )
     event_id = f"{prefix}:connection:{state}:{momment}"
     return normal.event(source, name, event_id, "connection.updated", None, connection=connection)
+
+
+PROVIDER = Provider(
+    name=name,
+    required_secrets=("secret",),
+    verify=check_shared_secret,
+    normalize=normalize,
+    verify_head=verify_head,
+)

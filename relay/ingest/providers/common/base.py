@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+import orjson
 
 from relay.errors import RelayError, Unauthorized
 from relay.events import Event
@@ -112,22 +114,44 @@ def check_event(event: object) -> None:
     event.encode()
 
 
-class Provider(Protocol):
+def plain_ack(delivery: Delivery) -> Ack:
+    """`200 {"ok":true}`: what a provider that expects nothing in particular hears."""
+    return Ack()
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """One provider, as its module declares it (`PROVIDER = Provider(...)`) and the table
+    lists it. The optional hooks are None for a provider that has no use for them."""
+
     name: str
+    # The `<key>_env` secrets every source of the provider must have.
     required_secrets: tuple[str, ...]
+    # Raises Rejected unless the delivery comes from the provider.
+    verify: Callable[[Delivery, Source], None]
+    # The update events of an authentic delivery, item by item ([] for kinds relay
+    # ignores); raises Unprocessable when the body as a whole cannot be read.
+    normalize: Callable[[Delivery, Source], Normalized]
+    ack: Callable[[Delivery], Ack] = plain_ack
+    # Given the delivery without its body (body=b""): raises Rejected if the headers and
+    # query already show it is not authentic, and answers True if they alone prove it is (a
+    # secret in a header), so a body is read only for a delivery that may be authentic (see
+    # relay.body_budget). Without it, the body is read before anything is checked.
+    verify_head: Callable[[Delivery, Source], bool] | None = None
+    # Problems of a source's settings beyond its required secrets, one line each.
+    check_source: Callable[[Source], list[str]] | None = None
+    # `GET /webhooks/{source}`: a subscription handshake (Meta's hub.*); raises Rejected.
+    handshake: Callable[[Delivery, Source], Ack] | None = None
+    # The body as a dead letter keeps it, without credentials the provider put inside it.
+    redact_body: Callable[[bytes], bytes] | None = None
 
-    def verify(self, delivery: Delivery, source: Source) -> None:
-        """Raise Rejected unless the delivery comes from the provider."""
-        ...
 
-    def normalize(self, delivery: Delivery, source: Source) -> Normalized:
-        """The update events of an authentic delivery, item by item ([] for kinds relay
-        ignores); Unprocessable when the body as a whole cannot be read."""
-        ...
-
-    def ack(self, delivery: Delivery) -> Ack: ...
-
-    # Optional: `verify_head(delivery, source) -> bool`, given the delivery without its body
-    # (body=b""). It raises Rejected if the headers and query already show the delivery is
-    # not authentic, and answers True if they alone prove it is (a secret in a header), so
-    # a body is read only for a delivery that may be authentic (see relay.body_budget).
+def json_object(body: bytes, what: str = "the payload") -> dict[str, Any]:
+    """The body parsed as a JSON object; Unprocessable (naming `what`) otherwise."""
+    try:
+        payload: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Unprocessable("the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise Unprocessable(f"{what} must be a JSON object")
+    return payload

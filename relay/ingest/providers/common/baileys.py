@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from relay.events import Event
-from relay.ingest.providers import normal
-from relay.ingest.providers.base import Unprocessable
-from relay.ingest.providers.normal import as_dict, as_list, compact, text_of
+from relay.ingest.providers.common import normal
+from relay.ingest.providers.common.base import Unprocessable
+from relay.ingest.providers.common.normal import as_dict, as_list, compact, text_of
 from relay.settings import Source
 
 MEDIA = {

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from relay.events import Event
-from relay.ingest.providers.base import Unprocessable
+from relay.ingest.providers.common.base import Unprocessable
 from relay.settings import Source
 
 # A status only moves forward: clients keep the highest `status_rank` they have seen for a
