@@ -1,7 +1,7 @@
 """`[subscribers.NAME]` in relay.toml, and the delivery knobs from the environment.
 
-Every key a subscriber table may hold is listed in SUBSCRIBER_KEYS, the one place the
-config loader (relay.settings) asks; anything else is an error with a "did you mean".
+Every key a subscriber table may hold is listed in SUBSCRIBER_KEYS; anything else is an
+error with a "did you mean".
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import binascii
 import fnmatch
 import random
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 
 from relay.durations import parse_seconds
 from relay.events import ACCOUNT_PATTERN
+from relay.toml_tables import did_you_mean, named_tables
 
 SUBSCRIBER_KEYS = ("url", "accounts", "secret_env", "types", "timeout", "max_in_flight")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -78,26 +78,17 @@ class DeliverySettings:
 
 
 def load_subscribers(
-    path: Path | None, env: Mapping[str, str], problems: list[str]
+    path: Path, document: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
 ) -> dict[str, Subscriber]:
-    """The `[subscribers.*]` tables of the config file, one problem line per mistake.
-    A file that does not parse is reported by the sources loader, not twice here."""
-    if path is None:
-        return {}
-    try:
-        document = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return {}
-    tables = document.get("subscribers", {})
-    if not isinstance(tables, dict):
-        problems.append(f"{path}: [subscribers] must be a table of tables")
-        return {}
+    """The `[subscribers.*]` tables of the parsed config file, one problem line per
+    mistake: every unknown key first, then the values."""
+    tables = list(named_tables(path, document, "subscribers", problems))
+    for _, table, where in tables:
+        for key in table:
+            if key not in SUBSCRIBER_KEYS:
+                problems.append(f"{where}: unknown key {key}{did_you_mean(key, SUBSCRIBER_KEYS)}")
     subscribers = {}
-    for name, table in tables.items():
-        where = f"{path}: [subscribers.{name}]"
-        if not isinstance(table, dict):
-            problems.append(f"{where} must be a table")
-            continue
+    for name, table, where in tables:
         before = len(problems)
         subscriber = _subscriber(name, table, env, where, problems)
         if len(problems) == before:

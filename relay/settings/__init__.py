@@ -2,7 +2,7 @@
 immutable afterwards. Every error names the variable or the source and key at fault.
 
 model.py holds the dataclasses (and every default), environment.py the RELAY_* variables,
-config_file.py relay.toml's vocabulary and its sources.
+config_file.py relay.toml's vocabulary and its sources (relay.toml_tables reads the file).
 """
 
 from relay.settings.config_file import (
@@ -10,7 +10,6 @@ from relay.settings.config_file import (
     PROVIDER_KEYS,
     SOURCE_KEYS,
     Source,
-    did_you_mean,
 )
 from relay.settings.environment import (
     DEFAULT_CONFIG,
@@ -19,6 +18,7 @@ from relay.settings.environment import (
     jwt_secret_problems,
 )
 from relay.settings.model import ConfigError, LiveSettings, Settings
+from relay.toml_tables import did_you_mean
 
 __all__ = [
     "CONFIG_TABLES",

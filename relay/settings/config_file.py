@@ -1,24 +1,24 @@
-"""The config file (relay.toml): its whole vocabulary, the `[sources.NAME]` tables, and a
-"did you mean" for every table or key it does not know.
+"""The config file (relay.toml): its tables and the keys of a source, the `[sources.NAME]`
+tables, and a "did you mean" for every table or key it does not know.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from relay.delivery.config import SUBSCRIBER_KEYS
+from relay.delivery.config import Subscriber, load_subscribers
 from relay.events import ACCOUNT_PATTERN
+from relay.toml_tables import did_you_mean, named_tables, read_toml
 
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 # The config file's whole vocabulary, in one place: a table or key not listed here is a
-# typo and stops relay with a "did you mean". A new provider, option or table goes here.
+# typo and stops relay with a "did you mean". A new provider, option or table goes here;
+# a subscriber's keys are SUBSCRIBER_KEYS in relay.delivery.config.
 CONFIG_TABLES = ("sources", "subscribers")
 SOURCE_KEYS = ("provider", "account")  # every source has these, plus its provider's keys
 PROVIDER_KEYS: dict[str, tuple[str, ...]] = {
@@ -45,18 +45,20 @@ class Source:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def did_you_mean(word: str, known: Iterable[str]) -> str:
-    """` (did you mean X?)` when a known word is close, else ``."""
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+def read_config_file(
+    path: Path | None, env: Mapping[str, str], problems: list[str]
+) -> tuple[dict[str, Source], dict[str, Subscriber]]:
+    """The sources and subscribers of relay.toml (none without a file), read once."""
+    document = read_toml(path, problems) if path else None
+    if path is None or document is None:
+        return {}, {}
+    _unknown_tables(path, document, problems)
+    return load_sources(path, document, env, problems), load_subscribers(
+        path, document, env, problems
+    )
 
 
-def load_sources(path: Path, env: Mapping[str, str], problems: list[str]) -> dict[str, Source]:
-    try:
-        document = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        problems.append(f"{path}: {error}")
-        return {}
+def _unknown_tables(path: Path, document: Mapping[str, Any], problems: list[str]) -> None:
     for name, value in document.items():
         if name not in CONFIG_TABLES:
             kind = "table" if isinstance(value, dict) else "key"
@@ -66,17 +68,13 @@ def load_sources(path: Path, env: Mapping[str, str], problems: list[str]) -> dic
                 f"{path}: unknown {kind} {shown}{hint}; relay reads "
                 + ", ".join(f"[{t}.NAME]" for t in CONFIG_TABLES)
             )
-    _check_subscriber_keys(path, document.get("subscribers", {}), problems)
-    tables = document.get("sources", {})
-    if not isinstance(tables, dict):
-        problems.append(f"{path}: [sources] must be a table of tables")
-        return {}
+
+
+def load_sources(
+    path: Path, document: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
+) -> dict[str, Source]:
     sources = {}
-    for name, table in tables.items():
-        where = f"{path}: [sources.{name}]"
-        if not isinstance(table, dict):
-            problems.append(f"{where} must be a table")
-            continue
+    for name, table, where in named_tables(path, document, "sources", problems):
         if not _SOURCE_NAME.fullmatch(name):
             problems.append(f"{where}: the name must be letters, digits, . _ - (max 64)")
         provider, account = table.get("provider"), table.get("account")
@@ -116,18 +114,3 @@ def _source_key_problem(key: str, provider: object) -> str | None:
     if key in everything:
         return f"{key} is not a {provider} setting (it takes {', '.join(mine)})"
     return f"unknown key {key}{did_you_mean(key, [*SOURCE_KEYS, *mine])}"
-
-
-def _check_subscriber_keys(path: Path, tables: object, problems: list[str]) -> None:
-    """Only the keys: what the values mean is the subscribers' own business."""
-    if not isinstance(tables, dict):
-        problems.append(f"{path}: [subscribers] must be a table of tables")
-        return
-    for name, table in tables.items():
-        where = f"{path}: [subscribers.{name}]"
-        if not isinstance(table, dict):
-            problems.append(f"{where} must be a table")
-            continue
-        for key in table:
-            if key not in SUBSCRIBER_KEYS:
-                problems.append(f"{where}: unknown key {key}{did_you_mean(key, SUBSCRIBER_KEYS)}")

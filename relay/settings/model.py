@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
-from relay.delivery.config import DeliverySettings, Subscriber, load_subscribers
-from relay.settings.config_file import Source, load_sources
+from relay.delivery.config import DeliverySettings, Subscriber
+from relay.settings.config_file import Source, read_config_file
 from relay.settings.environment import (
     DELIVERY_VARIABLES,
     LIVE_VARIABLES,
@@ -126,13 +126,15 @@ class Settings:
         retention = Retention(**reader.fields_of(Retention, RETENTION_VARIABLES))
         live = LiveSettings(**reader.fields_of(LiveSettings, LIVE_VARIABLES))
         config_path = reader.config_path()
+        values = reader.fields_of(cls, SETTINGS_VARIABLES)
+        sources, subscribers = read_config_file(config_path, env, problems)
         settings = cls(
-            **reader.fields_of(cls, SETTINGS_VARIABLES),
+            **values,
             retention=retention,
             live=live,
             config_path=config_path,
-            sources=load_sources(config_path, env, problems) if config_path else {},
-            subscribers=load_subscribers(config_path, env, problems),
+            sources=sources,
+            subscribers=subscribers,
             delivery=DeliverySettings(**reader.fields_of(DeliverySettings, DELIVERY_VARIABLES)),
         )
         problems += problems_between(settings)
