@@ -8,20 +8,19 @@ import asyncio
 import gc
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from typing import NoReturn
 
 from relay import __version__
 from relay.auth import mint_token
+from relay.durations import parse_seconds
 from relay.logs import configure_logging, get_logger
 from relay.settings import ConfigError, Settings, api_keys_from, jwt_secret_problems
-
-_TTL = re.compile(r"(\d+)\s*([smhd]?)")
 
 
 def load_settings() -> Settings:
@@ -38,7 +37,7 @@ def load_settings() -> Settings:
     return settings
 
 
-def _fail(problems: list[str]) -> None:
+def _fail(problems: list[str]) -> NoReturn:
     for line in problems:
         print(f"relay: config error: {line}", file=sys.stderr)
     raise SystemExit(1)
@@ -170,10 +169,12 @@ def token(args: argparse.Namespace) -> int:
 
 
 def _ttl_seconds(text: str) -> int:
-    match = _TTL.fullmatch(text.strip())
-    if not match:
+    try:
+        seconds = parse_seconds(text)
+    except ValueError:
         _fail([f"--ttl: expected e.g. 90s, 15m, 1h or 7d, got {text!r}"])
-    return int(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+    # JWT times are whole seconds; a fraction (1.5s, 500ms) is cut off.
+    return int(seconds)
 
 
 def publish(args: argparse.Namespace) -> int:

@@ -113,12 +113,6 @@ class Metrics:
             ["mode", "outcome"],
             registry=r,
         )
-        self.poll_updates = Histogram(
-            "relay_poll_updates",
-            "Updates returned per poll",
-            buckets=(0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
-            registry=r,
-        )
         self.sse_streams = Gauge("relay_sse_streams_open", "Open SSE streams", registry=r)
         self.waiters = Gauge("relay_longpoll_waiters", "Long-poll requests waiting", registry=r)
         self.webhooks = Counter(

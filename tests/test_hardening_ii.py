@@ -368,16 +368,16 @@ async def test_an_account_with_a_trailing_newline_is_refused_everywhere(client_f
 
 
 def test_every_validating_pattern_refuses_a_trailing_newline():
-    from relay import cli, cursor, events, http, settings
+    from relay import cursor, durations, events, http
     from relay.ingest.providers import telegram
+    from relay.settings import config_file
 
     cases = [
         (events.ACCOUNT_PATTERN, "acme"),
-        (settings._SOURCE_NAME, "acme-events"),
-        (settings._DURATION, "24h"),
+        (config_file._SOURCE_NAME, "acme-events"),
+        (durations._DURATION, "24h"),  # the environment's, relay.toml's and --ttl's
         (http._REQUEST_ID, "req-1"),
         (telegram.SECRET_FORMAT, "secret_1"),
-        (cli._TTL, "1h"),
         (cursor._EPOCH_NUMBER, "1700000000"),
     ]
     for pattern, good in cases:

@@ -79,3 +79,18 @@ def test_each_mistake_is_one_line_naming_the_table_and_key(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "relay: config error: " in result.stderr and "unknown key timout" in result.stderr
+
+
+def test_a_subscribers_table_of_the_wrong_shape_is_one_line(tmp_path):
+    config = tmp_path / "relay.toml"
+    for text, line in (
+        ("subscribers = 3\n", "[subscribers] must be a table of tables"),
+        ("[subscribers]\nx = 3\n", "[subscribers.x] must be a table"),
+    ):
+        config.write_text(text)
+        try:
+            Settings.from_env({"RELAY_CONFIG": str(config)})
+        except ConfigError as error:
+            assert error.problems == [f"{config}: {line}"]
+        else:
+            raise AssertionError("the configuration must be refused")

@@ -1,7 +1,7 @@
 """`[subscribers.NAME]` in relay.toml, and the delivery knobs from the environment.
 
-Every key a subscriber table may hold is listed in SUBSCRIBER_KEYS, the one place the
-config loader (relay.settings) asks; anything else is an error with a "did you mean".
+Every key a subscriber table may hold is listed in SUBSCRIBER_KEYS; anything else is an
+error with a "did you mean".
 """
 
 from __future__ import annotations
@@ -11,19 +11,18 @@ import binascii
 import fnmatch
 import random
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from relay.durations import parse_seconds
 from relay.events import ACCOUNT_PATTERN
+from relay.toml_tables import did_you_mean, named_tables
 
 SUBSCRIBER_KEYS = ("url", "accounts", "secret_env", "types", "timeout", "max_in_flight")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m)?$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 _TYPE_PATTERN = re.compile(r"^[A-Za-z0-9._*?-]{1,64}$")
 
 
@@ -54,6 +53,11 @@ class Subscriber:
         return self.every_account or account in self.accounts
 
 
+# A key left out of a subscriber's table takes the field's default: written once, above.
+_DEFAULT_TIMEOUT: float = Subscriber.__dataclass_fields__["timeout"].default
+_DEFAULT_MAX_IN_FLIGHT: int = Subscriber.__dataclass_fields__["max_in_flight"].default
+
+
 @dataclass(frozen=True)
 class DeliverySettings:
     """How hard and how often delivery tries (seconds). Tests shorten them; the defaults
@@ -74,26 +78,17 @@ class DeliverySettings:
 
 
 def load_subscribers(
-    path: Path | None, env: Mapping[str, str], problems: list[str]
+    path: Path, document: Mapping[str, Any], env: Mapping[str, str], problems: list[str]
 ) -> dict[str, Subscriber]:
-    """The `[subscribers.*]` tables of the config file, one problem line per mistake.
-    A file that does not parse is reported by the sources loader, not twice here."""
-    if path is None:
-        return {}
-    try:
-        document = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return {}
-    tables = document.get("subscribers", {})
-    if not isinstance(tables, dict):
-        problems.append(f"{path}: [subscribers] must be a table of tables")
-        return {}
+    """The `[subscribers.*]` tables of the parsed config file, one problem line per
+    mistake: every unknown key first, then the values."""
+    tables = list(named_tables(path, document, "subscribers", problems))
+    for _, table, where in tables:
+        for key in table:
+            if key not in SUBSCRIBER_KEYS:
+                problems.append(f"{where}: unknown key {key}{did_you_mean(key, SUBSCRIBER_KEYS)}")
     subscribers = {}
-    for name, table in tables.items():
-        where = f"{path}: [subscribers.{name}]"
-        if not isinstance(table, dict):
-            problems.append(f"{where} must be a table")
-            continue
+    for name, table, where in tables:
         before = len(problems)
         subscriber = _subscriber(name, table, env, where, problems)
         if len(problems) == before:
@@ -132,8 +127,10 @@ def _subscriber(
         keys=keys,
         secret_values=values,
         types=tuple(types),
-        timeout=_seconds(table.get("timeout", "10s"), where, problems),
-        max_in_flight=_positive(table.get("max_in_flight", 16), where, problems),
+        timeout=_timeout(table.get("timeout", _DEFAULT_TIMEOUT), where, problems),
+        max_in_flight=_max_in_flight(
+            table.get("max_in_flight", _DEFAULT_MAX_IN_FLIGHT), where, problems
+        ),
     )
 
 
@@ -161,18 +158,21 @@ def _keys(
     return tuple(keys), values
 
 
-def _seconds(raw: object, where: str, problems: list[str]) -> float:
+def _timeout(raw: object, where: str, problems: list[str]) -> float:
     if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > 0:
         return float(raw)
-    match = _DURATION.match(raw.strip()) if isinstance(raw, str) else None
-    if not match or float(match[1]) <= 0:
+    try:
+        seconds = parse_seconds(raw) if isinstance(raw, str) else 0.0
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
         problems.append(f"{where}: timeout must be a duration like 10s or 500ms, got {raw!r}")
-        return 10.0
-    return float(match[1]) * _UNITS[match[2]]
+        return _DEFAULT_TIMEOUT
+    return seconds
 
 
-def _positive(raw: object, where: str, problems: list[str]) -> int:
+def _max_in_flight(raw: object, where: str, problems: list[str]) -> int:
     if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= 1000:
         problems.append(f"{where}: max_in_flight must be an integer from 1 to 1000")
-        return 16
+        return _DEFAULT_MAX_IN_FLIGHT
     return raw
