@@ -180,3 +180,26 @@ async def test_the_request_id_is_unbound_when_the_handler_returns_or_raises():
             await logs_request_id(handler)(request)
         assert "request_id" not in structlog.contextvars.get_contextvars()
     assert seen == [{"request_id": "id-POST"}, {"request_id": "id-DELETE"}]
+
+
+def test_each_key_of_a_rotating_source_secret_is_scrubbed_alone(tmp_path):
+    """A source secret that rotates holds two keys; a line may carry either one alone."""
+    from relay.settings import Settings
+
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        '[sources.acme-events]\nprovider = "standard_webhooks"\naccount = "acme"\n'
+        'secret_env = "ACME_EVENTS_SECRET"\n'
+    )
+    new, old = "whsec_bmV3LWtleS1uZXcta2V5LW5ldy1rZXk=", "whsec_b2xkLWtleS1vbGQta2V5LW9sZC1rZXk="
+    settings = Settings.from_env(
+        {
+            "RELAY_JWT_SECRET": JWT_SECRET,
+            "RELAY_CONFIG": str(config),
+            "ACME_EVENTS_SECRET": f"{new},{old}",
+        }
+    )
+    stream = io.StringIO()
+    configure_logging("info", "json", settings.secret_values(), stream=stream)
+    get_logger().info("probe", detail=f"old key {old} and new key {new}")
+    assert old not in stream.getvalue() and new not in stream.getvalue()

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from relay.delivery.config import DeliverySettings, Subscriber
+from relay.rotated_keys import split_keys
 from relay.settings.config_file import Source, read_config_file
 from relay.settings.environment import (
     DELIVERY_VARIABLES,
@@ -109,7 +110,10 @@ class Settings:
         """Every secret this process knows, so the log redactor can scrub them."""
         values = [*(self.jwt_secret or "").split(), *self.api_keys]
         for source in self.sources.values():
-            values += source.secrets.values()
+            for secret in source.secrets.values():
+                # While a secret rotates the setting holds both keys; a log line or a
+                # dead letter may hold either one alone.
+                values += [secret, *split_keys(secret)]
         for subscriber in self.subscribers.values():
             values += subscriber.secret_values
         values.append(os.environ.get("RELAY_REDIS_SENTINEL_PASSWORD", ""))
