@@ -20,7 +20,7 @@ from relay.store.redis import RedisStore
 from relay.wakeups.pubsub import PubSubBroker
 from relay.wakeups.sharded import ShardedBroker
 from tests.cluster import LocalCluster
-from tests.test_store_contract import events
+from tests.helpers import events
 
 ACCOUNTS = [f"bench-{n}" for n in range(100)]
 WRITERS = 16

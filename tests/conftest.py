@@ -1,8 +1,9 @@
-"""Shared fixtures: a real Redis per session, settings, apps over real sockets."""
+"""Shared fixtures: a real Redis per session, settings, apps over real sockets; and the
+session's checks (no secret in any relay's log, nothing skipped in CI). Tests import what
+they share from tests/helpers.py, tests/credentials.py and tests/servers.py, never from here."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
 
@@ -10,14 +11,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from relay.app import create_app
-from relay.auth import mint_token
 from relay.settings import Settings
-from relay.store.base import Retention
 from tests.cluster import LocalCluster
-from tests.servers import RedisServer, RelayProcess, redis_server_binary
+from tests.helpers import settings_for
+from tests.servers import RedisServer, RelayProcess, in_ci, redis_cluster_binary
 
-JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
-API_KEY = "test-api-key-0123456789abcdef"
 ENGINES = ["memory", "redis"]
 
 
@@ -34,17 +32,6 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-def redis_cluster_binary() -> str:
-    """Redis >= 7 (sharded pub/sub) where there is one, and always in CI (.ci/run
-    installs it); elsewhere the bundled 6.2, which has everything else."""
-    try:
-        return redis_server_binary((7, 0))
-    except RuntimeError:
-        if in_ci():
-            raise
-        return redis_server_binary()
-
-
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[LocalCluster]:
     """A real 3-master Redis Cluster, started once per session (see tests/cluster.py)."""
@@ -57,21 +44,6 @@ def redis_cluster() -> Iterator[LocalCluster]:
 def cluster_url(redis_cluster: LocalCluster) -> str:
     redis_cluster.flushall()
     return redis_cluster.url
-
-
-def settings_for(engine: str, redis_url: str | None = None, **overrides) -> Settings:
-    base = {
-        "jwt_secret": JWT_SECRET,
-        "api_keys": (API_KEY,),
-        "redis_url": redis_url if engine == "redis" else None,
-        "log_format": "json",
-        "retention": Retention(),
-        # Echoing test clients poll in tight loops; the limits have their own tests.
-        "poll_rate": 0.0,
-        "webhook_rate": 0.0,
-    }
-    base.update(overrides)
-    return Settings(**base)
 
 
 @pytest.fixture(params=ENGINES)
@@ -99,21 +71,6 @@ def client_for(aiohttp_client) -> Callable:
 @pytest.fixture
 async def client(make_settings, client_for) -> TestClient:
     return await client_for(make_settings())
-
-
-def token(account: str = "acme", user: str = "agent-1", chats=None, ttl: int = 3600) -> str:
-    return mint_token(JWT_SECRET, account, user, chats, ttl)
-
-
-def auth(account: str = "acme", user: str = "agent-1", chats=None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(account, user, chats)}"}
-
-
-API = {"Authorization": f"Bearer {API_KEY}"}
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 _skipped: list[str] = []

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from tests.conftest import API, auth
+from tests.credentials import API, auth
 
 PUBLISHERS, PER_PUBLISHER, POLLERS = 16, 200, 10
 

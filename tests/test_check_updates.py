@@ -10,15 +10,10 @@ from yarl import URL
 
 from relay.auth import mint_token
 from relay.cursor import format_cursor, parse_cursor
-from tests.conftest import API, JWT_SECRET, auth, token
+from tests.credentials import JWT_SECRET, auth, token
+from tests.helpers import publish
 
 PATH = "/api/chats/check-updates/"
-
-
-async def publish(client, *events) -> list[dict]:
-    response = await client.post("/api/publish", json=list(events), headers=API)
-    assert response.status == 201, await response.text()
-    return (await response.json())["events"]
 
 
 async def poll(client, last_check=None, headers=None, **params) -> dict:

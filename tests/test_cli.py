@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.conftest import API_KEY, JWT_SECRET, in_ci
-from tests.servers import RelayProcess
+from tests.credentials import API_KEY, JWT_SECRET
+from tests.servers import RelayProcess, in_ci
 
 
 def relay_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

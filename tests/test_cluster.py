@@ -22,9 +22,9 @@ from relay.store.redis import RedisStore
 from relay.wakeups.channels import WAKE_CHANNEL, account_channel
 from tests import test_store_contract as contract
 from tests.cluster import LocalCluster, key_slot
-from tests.conftest import API, redis_cluster_binary
+from tests.credentials import API
 from tests.race import PER_PUBLISHER, PUBLISHERS, run_race
-from tests.servers import RelayProcess, wait_until
+from tests.servers import RelayProcess, redis_cluster_binary, wait_until
 from tests.test_exactly_once import relay_env
 
 # Every engine-agnostic contract test (those that take only `make_store`), collected again
@@ -313,7 +313,7 @@ async def test_cross_replica_wakeups_on_the_cluster_while_the_slot_migrates(
     while the account's slot moves between masters."""
     import aiohttp
 
-    from tests.conftest import token
+    from tests.credentials import token
     from tests.sse_client import EventSource
     from tests.test_live_replicas import LongPoller, publish_all
 

@@ -29,15 +29,16 @@ from relay.wakeups.cluster_map import Master, node_url
 from relay.wakeups.redis_broker import RedisBroker
 from relay.wakeups.sharded import Reshard, ShardedBroker, ShardHints, _Subscription
 from tests.cluster import LocalCluster, key_slot
-from tests.conftest import in_ci, redis_cluster_binary
+from tests.helpers import events
 from tests.servers import (
     RelayProcess,
+    in_ci,
+    redis_cluster_binary,
     redis_server_candidates,
     redis_server_version,
     wait_until,
 )
 from tests.test_exactly_once import relay_env
-from tests.test_store_contract import events
 
 
 class Hints:

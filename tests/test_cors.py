@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from relay.settings import ConfigError, Settings
-from tests.conftest import API, auth, settings_for
+from tests.credentials import API, auth
+from tests.helpers import settings_for
 
 INBOX = "https://inbox.example.test"
 OTHER = "https://evil.example.test"

@@ -17,7 +17,7 @@ from relay.ingest.providers.common.base import Ack, Normalized, Provider, Unproc
 from relay.ingest.providers.common.shared_secret import check_shared_secret
 from relay.settings import Source
 from relay.store.dead_letters import DeadLetter, MemoryDeadLetters, RedisDeadLetters
-from tests.conftest import API, auth
+from tests.credentials import API, auth
 from tests.provider_fixtures import ACCOUNT, EVOLUTION_SECRET, FIXTURES, SOURCES
 
 SECRET = "flaky-shared-secret-0001"
@@ -317,7 +317,7 @@ async def test_a_page_is_cut_by_the_bytes_it_holds(bounded_store, monkeypatch):
 
 
 async def test_no_configured_secret_survives_in_any_stored_header_or_query(client):
-    from tests.conftest import API_KEY, JWT_SECRET
+    from tests.credentials import API_KEY, JWT_SECRET
 
     copied = {
         "Referer": f"https://proxy.example/webhooks/acme-flaky?secret={SECRET}",

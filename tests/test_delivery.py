@@ -11,7 +11,8 @@ import pytest
 from relay.cursor import parse_cursor
 from relay.delivery.config import DeliverySettings, Subscriber
 from relay.store.base import Retention
-from tests.conftest import API, settings_for
+from tests.credentials import API
+from tests.helpers import publish_ids, settings_for
 from tests.receiver import SECRET, Receiver
 
 
@@ -32,21 +33,14 @@ async def receiver():
     await receiver.stop()
 
 
-async def publish(client, account: str, ids, type_: str = "message.created") -> list[str]:
-    events = [{"account": account, "type": type_, "id": i, "chat_id": "c1"} for i in ids]
-    response = await client.post("/api/publish", json=events, headers=API)
-    assert response.status == 201, await response.text()
-    return [e["timestamp"] for e in (await response.json())["events"]]
-
-
 async def test_every_event_arrives_signed_in_order_and_is_counted(
     make_settings, client_for, receiver
 ):
     subs = {"crm": subscriber("crm", receiver.url("crm"), types=("message.*",))}
     client = await client_for(make_settings(subscribers=subs, delivery=FAST))
-    stamps = await publish(client, "acme", [f"e{i}" for i in range(30)])
-    await publish(client, "acme", ["skipped"], type_="chat.updated")
-    stamps += await publish(client, "acme", ["last"])
+    stamps = await publish_ids(client, "acme", [f"e{i}" for i in range(30)])
+    await publish_ids(client, "acme", ["skipped"], type_="chat.updated")
+    stamps += await publish_ids(client, "acme", ["last"])
     await receiver.wait_for(lambda: len(receiver.delivered()) >= 31)
     got = receiver.delivered()
     assert [r.msg_id for r in got] == [f"e{i}" for i in range(30)] + ["last"]
@@ -64,7 +58,7 @@ async def test_failures_are_retried_until_a_2xx_in_order(make_settings, client_f
     receiver.behaviour = lambda path, event, n: 500 if n % 3 != 2 else 200
     subs = {"crm": subscriber("crm", receiver.url("crm"))}
     client = await client_for(make_settings(subscribers=subs, delivery=FAST))
-    await publish(client, "acme", ["a", "b", "c"])
+    await publish_ids(client, "acme", ["a", "b", "c"])
     await receiver.wait_for(lambda: len(receiver.delivered()) == 3)
     assert [r.msg_id for r in receiver.requests] == ["a", "a", "a", "b", "b", "b", "c", "c", "c"]
     metrics = await (await client.get("/metrics")).text()
@@ -86,8 +80,8 @@ async def test_a_failing_account_delays_no_other_account_nor_subscriber(
     delivery = DeliverySettings(lease=5.0, sweep=1.0)
     client = await client_for(make_settings(subscribers=subs, delivery=delivery))
     for i in range(20):
-        await publish(client, "broken", [f"b{i}"])
-        await publish(client, "healthy", [f"h{i}"])
+        await publish_ids(client, "broken", [f"b{i}"])
+        await publish_ids(client, "healthy", [f"h{i}"])
     await receiver.wait_for(
         lambda: len(receiver.delivered("crm")) == 20 and len(receiver.delivered("audit")) == 20
     )
@@ -126,12 +120,12 @@ async def test_trimmed_before_delivery_sends_one_reset_then_the_rest_once(
     subs = {"crm": subscriber("crm", receiver.url("crm"))}
     settings = make_settings(subscribers=subs, delivery=FAST, retention=Retention(max_events=5))
     client = await client_for(settings)
-    await publish(client, "acme", ["first"])
+    await publish_ids(client, "acme", ["first"])
     await receiver.wait_for(lambda: len(receiver.delivered()) == 1)
     healthy["on"] = False
     stamps = []
     for i in range(20):
-        stamps += await publish(client, "acme", [f"e{i}"])
+        stamps += await publish_ids(client, "acme", [f"e{i}"])
     healthy["on"] = True
     await receiver.wait_for(lambda: len(receiver.delivered()) >= 7)
     await asyncio.sleep(0.5)  # time for a duplicate to show up, if there were one
@@ -146,7 +140,7 @@ async def test_trimmed_before_delivery_sends_one_reset_then_the_rest_once(
 async def test_rewind_redelivers_from_the_cursor(make_settings, client_for, receiver):
     subs = {"crm": subscriber("crm", receiver.url("crm"))}
     client = await client_for(make_settings(subscribers=subs, delivery=FAST))
-    stamps = await publish(client, "acme", ["a", "b", "c"])
+    stamps = await publish_ids(client, "acme", ["a", "b", "c"])
     await receiver.wait_for(lambda: len(receiver.delivered()) == 3)
     response = await client.post(
         "/api/admin/subscribers/crm/accounts/acme/rewind",
@@ -180,14 +174,14 @@ async def test_an_idle_worker_gives_its_lease_up_and_the_next_append_starts_one(
         admin = await (await client.get("/api/admin/subscribers", headers=API)).json()
         return admin["subscribers"][0]["accounts"][0]["holder"]
 
-    await publish(client, "acme", ["a"])
+    await publish_ids(client, "acme", ["a"])
     await receiver.wait_for(lambda: len(receiver.delivered()) == 1)
     assert await holder() is not None
     deadline = time.monotonic() + 10
     while await holder() is not None:  # waiters' periodic re-reads do not count as activity
         assert time.monotonic() < deadline, "the idle worker should release its lease"
         await asyncio.sleep(0.1)
-    await publish(client, "acme", ["b"])
+    await publish_ids(client, "acme", ["b"])
     await receiver.wait_for(lambda: len(receiver.delivered()) == 2)
     assert [r.msg_id for r in receiver.delivered()] == ["a", "b"]
 
@@ -198,7 +192,7 @@ async def test_a_subscriber_of_every_account_gets_each_accounts_events(
     subs = {"audit": subscriber("audit", receiver.url("audit"), accounts=("*",))}
     client = await client_for(make_settings(subscribers=subs, delivery=FAST))
     for account in ("acme", "globex", "initech"):
-        await publish(client, account, [f"{account}-1", f"{account}-2"])
+        await publish_ids(client, account, [f"{account}-1", f"{account}-2"])
     await receiver.wait_for(lambda: len(receiver.delivered()) == 6)
     by_account: dict[str, list[str]] = {}
     for r in receiver.delivered():
@@ -213,8 +207,8 @@ async def test_after_a_restart_the_sweep_finds_undelivered_events(redis_url, cli
     # Events stored while no relay delivered them (none was configured to, here): a new
     # relay's first sweep finds them, for listed accounts and for "*".
     quiet = await client_for(settings_for("redis", redis_url))
-    await publish(quiet, "acme", ["a", "b"])
-    await publish(quiet, "globex", ["g"])
+    await publish_ids(quiet, "acme", ["a", "b"])
+    await publish_ids(quiet, "globex", ["g"])
     subs = {
         "crm": subscriber("crm", receiver.url("crm"), accounts=("acme",)),
         "audit": subscriber("audit", receiver.url("audit"), accounts=("*",)),

@@ -11,7 +11,8 @@ import time
 import aiohttp
 
 from relay.cursor import format_cursor, parse_cursor
-from tests.conftest import API, API_KEY, JWT_SECRET
+from tests.credentials import API, API_KEY, JWT_SECRET
+from tests.helpers import publish_to_any
 from tests.receiver import LATE, SECRET, Receiver
 from tests.servers import RedisServer, RelayProcess
 
@@ -44,20 +45,6 @@ def write_config(tmp_path, url: str, accounts: list[str], timeout: str) -> objec
         f'secret_env = "CRM_SECRET"\ntimeout = "{timeout}"\n'
     )
     return config
-
-
-async def publish(session, urls: list[str], event: dict) -> str:
-    """Publish through one relay, or the other while it is down (same id: stored once)."""
-    for attempt in range(200):
-        url = urls[attempt % len(urls)]
-        try:
-            async with session.post(f"{url}/api/publish", json=event, headers=API) as response:
-                if response.status == 201:
-                    return (await response.json())["events"][0]["timestamp"]
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"could not publish {event['id']}")
 
 
 async def stored_ids(session, url: str, account: str) -> list[tuple[str, str]]:
@@ -94,7 +81,9 @@ async def test_every_event_reaches_a_flaky_receiver_across_a_sigkill(redis_url, 
         async with aiohttp.ClientSession() as session:
             # A first delivers one event per account, so it holds every lease when killed.
             for account in ACCOUNTS:
-                await publish(session, [a.url], {"account": account, "type": "t", "id": "hello"})
+                await publish_to_any(
+                    session, [a.url], {"account": account, "type": "t", "id": "hello"}
+                )
             await receiver.wait_for(lambda: len({r.account for r in receiver.delivered()}) == 5)
             b = RelayProcess(env).start()
             urls = [a.url, b.url]
@@ -104,7 +93,7 @@ async def test_every_event_reaches_a_flaky_receiver_across_a_sigkill(redis_url, 
                 for i in range(per_publisher):
                     account = ACCOUNTS[(w + i) % len(ACCOUNTS)]
                     event = {"account": account, "type": "message.created", "id": f"p{w}-{i}"}
-                    await publish(session, urls[w % 2 :] + urls[: w % 2], event)
+                    await publish_to_any(session, urls[w % 2 :] + urls[: w % 2], event)
 
             held_by_a = 0
 
@@ -203,7 +192,7 @@ async def test_a_replica_frozen_past_its_lease_cannot_move_the_cursor(redis_url,
 
             async def send(url: str, event_id: str) -> int:
                 event = {"account": "fenced", "type": "message.created", "id": event_id}
-                return parse_cursor(await publish(session, [url], event))
+                return parse_cursor(await publish_to_any(session, [url], event))
 
             await send(a.url, "e0")
             await receiver.wait_for(lambda: len(receiver.delivered()) == 1)
@@ -261,11 +250,11 @@ async def test_a_replica_stopped_with_sigterm_hands_its_accounts_over_at_once(re
     try:
         async with aiohttp.ClientSession() as session:
             event = {"account": "handover", "type": "message.created", "id": "e0"}
-            await publish(session, [a.url], event)
+            await publish_to_any(session, [a.url], event)
             await receiver.wait_for(lambda: len(receiver.delivered()) == 1)
             a.stop()  # SIGTERM: its leases are released, not left to lapse
             stopped = time.monotonic()
-            await publish(session, [b.url], {**event, "id": "e1"})
+            await publish_to_any(session, [b.url], {**event, "id": "e1"})
             await receiver.wait_for(lambda: len(receiver.delivered()) == 2, timeout=20)
             assert time.monotonic() - stopped < 20 < 60
     finally:

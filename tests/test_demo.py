@@ -9,7 +9,7 @@ import pytest
 
 from relay.demo import ASSETS, asset
 from relay.settings import ConfigError, Settings
-from tests.conftest import settings_for
+from tests.helpers import settings_for
 
 CLIENT = Path(__file__).parent.parent / "clients" / "js" / "relay-client.js"
 

@@ -9,7 +9,8 @@ import pytest
 
 from relay import clock
 from relay.app import create_app
-from tests.conftest import API_KEY, JWT_SECRET, settings_for
+from tests.credentials import API_KEY, JWT_SECRET
+from tests.helpers import settings_for
 from tests.race import run_race
 from tests.servers import RelayProcess
 

@@ -8,7 +8,7 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from tests.conftest import API_KEY, JWT_SECRET, token
+from tests.credentials import API_KEY, JWT_SECRET, token
 from tests.servers import RelayProcess
 from tests.test_logs import SOURCE_SECRET
 

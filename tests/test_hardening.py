@@ -17,7 +17,8 @@ from relay import rotated_keys
 from relay.events import Event
 from relay.settings import LiveSettings
 from relay.store.redis import RedisStore
-from tests.conftest import API, API_KEY, JWT_SECRET, auth, settings_for, token
+from tests.credentials import API, API_KEY, JWT_SECRET, auth, token
+from tests.helpers import publish, settings_for
 from tests.proxy_tcp import DroppingProxy
 from tests.servers import RelayProcess
 
@@ -143,6 +144,16 @@ async def test_a_token_for_account_a_cannot_publish_or_read_b(client):
         "/api/publish", json={"account": "beta", "type": "t"}, headers=auth("acme")
     )
     assert response.status == 401
+    start = (await (await client.get(POLL, headers=auth("acme"))).json())["timestamp"]
+    await publish(client, {"account": "beta", "type": "t", "id": "secret-b"})
+    # Nor read: the token's account is the only one a browser route reads, whatever the
+    # query says, and the server-to-server read wants an API key.
+    seen = await client.get(
+        POLL, params={"last_check": start, "account": "beta"}, headers=auth("acme")
+    )
+    assert seen.status == 200 and (await seen.json())["updates"] == []
+    pulled = await client.get("/api/events", params={"account": "beta"}, headers=auth("acme"))
+    assert pulled.status == 401
 
 
 async def test_poll_rate_limit_answers_429_with_retry_after(client_for):

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import API_KEY, JWT_SECRET
+from tests.credentials import API_KEY, JWT_SECRET
 from tests.provider_fixtures import TELEGRAM_SECRET, TWILIO_PUBLIC_URL, TWILIO_TOKEN
 from tests.servers import RelayProcess
 
@@ -145,7 +145,7 @@ def nested(depth: int) -> object:
 
 
 async def test_a_publish_with_one_bad_event_stores_none(make_settings, client_for):
-    from tests.conftest import API, auth
+    from tests.credentials import API, auth
 
     client = await client_for(make_settings())
     events = [
@@ -161,7 +161,8 @@ async def test_a_publish_with_one_bad_event_stores_none(make_settings, client_fo
 
 
 async def test_an_sse_stream_ends_when_its_token_expires(client_for):
-    from tests.conftest import API, settings_for, token
+    from tests.credentials import API, token
+    from tests.helpers import settings_for
 
     client = await client_for(settings_for("memory", jwt_leeway=0.5))
     short = token(ttl=2)
@@ -351,7 +352,8 @@ def test_body_budget_caps_per_address_and_per_process_and_releases():
 async def test_an_account_with_a_trailing_newline_is_refused_everywhere(client_for):
     import jwt as pyjwt
 
-    from tests.conftest import API, settings_for
+    from tests.credentials import API
+    from tests.helpers import settings_for
 
     client = await client_for(settings_for("memory"))
     published = await client.post(
@@ -413,7 +415,7 @@ def _raw(port: int, request: bytes) -> bytes:
 
 
 async def test_logs_are_one_json_line_each_without_request_bytes_or_jwts(logging_relay):
-    from tests.conftest import token
+    from tests.credentials import token
 
     relay = logging_relay
     marker = "MALFORMED-BYTES-7f3a"

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.app import create_app
-from tests.conftest import API, API_KEY, JWT_SECRET, auth, settings_for, token
+from tests.credentials import API, API_KEY, JWT_SECRET, auth, token
+from tests.helpers import settings_for
 from tests.servers import RedisServer, RelayProcess
 
 

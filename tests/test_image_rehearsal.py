@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import API, JWT_SECRET, auth
+from tests.credentials import API, JWT_SECRET, auth
 from tests.servers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

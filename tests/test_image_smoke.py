@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import in_ci
+from tests.servers import in_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from relay.ingest.providers import whatsapp_cloud
-from tests.conftest import API, auth
+from tests.credentials import API, auth
 from tests.provider_fixtures import ACCOUNT, SOURCES, WHATSAPP_SECRET
 
 BSUID = "BR.13491208655302741918"

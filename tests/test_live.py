@@ -13,9 +13,9 @@ from relay.appkeys import LIVE
 from relay.settings import LiveSettings
 from relay.store.base import Retention
 from relay.store.redis import RedisStore, connect
-from tests.conftest import API, auth, settings_for, token
+from tests.credentials import auth, token
+from tests.helpers import events, publish_to, settings_for, until
 from tests.sse_client import EventSource
-from tests.test_store_contract import events
 
 POLL = "/api/chats/check-updates/"
 SSE = "/api/chats/realtime-updates/"
@@ -32,29 +32,22 @@ async def live_server(engine, request, aiohttp_server):
     return make
 
 
-async def publish(session, url, *ids, account="acme", **fields):
-    events = [{"account": account, "type": "message.created", "id": i, **fields} for i in ids]
-    async with session.post(f"{url}/api/publish", json=events, headers=API) as response:
-        assert response.status == 201
-        return (await response.json())["events"]
-
-
 async def head(session, url, account="acme") -> str:
     async with session.get(f"{url}{POLL}", headers=auth(account)) as response:
         return (await response.json())["timestamp"]
 
 
 async def test_long_poll_answers_as_soon_as_an_event_arrives(live_server):
-    _, url, _ = await live_server()
+    _, url, app = await live_server()
     async with aiohttp.ClientSession() as session:
         cursor = await head(session, url)
         started = time.monotonic()
         waiting = asyncio.create_task(
             session.get(f"{url}{POLL}", params={"last_check": cursor, "wait": "20"}, headers=auth())
         )
-        await asyncio.sleep(0.1)
+        await until(lambda: app[LIVE].waiters.total == 1)
         assert not waiting.done()
-        await publish(session, url, "m1")
+        await publish_to(session, url, "m1")
         response = await waiting
         answer = await response.json()
         assert [u["id"] for u in answer["updates"]] == ["m1"]
@@ -87,7 +80,7 @@ async def test_long_poll_wait_is_capped_by_config(live_server):
 
 
 async def test_events_another_viewer_may_not_see_do_not_end_a_long_poll(live_server):
-    _, url, _ = await live_server()
+    _, url, app = await live_server()
     async with aiohttp.ClientSession() as session:
         cursor = await head(session, url)
         waiting = asyncio.create_task(
@@ -97,11 +90,11 @@ async def test_events_another_viewer_may_not_see_do_not_end_a_long_poll(live_ser
                 headers=auth(chats=["mine"]),
             )
         )
-        await asyncio.sleep(0.05)
-        await publish(session, url, "other", chat_id="theirs")
-        await asyncio.sleep(0.1)
+        await until(lambda: app[LIVE].waiters.total == 1)
+        await publish_to(session, url, "other", chat_id="theirs")
+        await asyncio.sleep(0.1)  # an absence: the long-poll must still be waiting after it
         assert not waiting.done()
-        await publish(session, url, "for-me", chat_id="mine")
+        await publish_to(session, url, "for-me", chat_id="mine")
         answer = await (await waiting).json()
         assert [u["id"] for u in answer["updates"]] == ["for-me"]
 
@@ -114,20 +107,14 @@ async def test_a_disconnected_long_poller_frees_its_waiter(live_server):
             session.get(f"{url}{POLL}", params={"last_check": cursor, "wait": "30"}, headers=auth())
         )
         live = app[LIVE]
-        await _until(lambda: live.waiters.total == 1)
+        await until(lambda: live.waiters.total == 1)
         request.cancel()
-    await _until(lambda: live.waiters.total == 0)
-
-
-async def _until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
+    await until(lambda: live.waiters.total == 0)
 
 
 async def test_waiter_limits_answer_429_per_user_and_503_per_process(live_server):
-    _, url, _ = await live_server(live=LiveSettings(max_waiters=3, max_waiters_per_user=2))
+    _, url, app = await live_server(live=LiveSettings(max_waiters=3, max_waiters_per_user=2))
+    waiters = app[LIVE].waiters
     async with aiohttp.ClientSession() as session:
         cursor = await head(session, url)
 
@@ -141,14 +128,14 @@ async def test_waiter_limits_answer_429_per_user_and_503_per_process(live_server
             )
 
         held = [hold("u1"), hold("u1")]
-        await asyncio.sleep(0.2)
+        await until(lambda: waiters.total == 2)
         async with session.get(
             f"{url}{POLL}", params={"last_check": cursor, "wait": "2"}, headers=auth(user="u1")
         ) as refused:
             assert refused.status == 429 and refused.headers["Retry-After"]
             assert (await refused.json())["error"] == "too_many_requests"
         held.append(hold("u2"))
-        await asyncio.sleep(0.2)
+        await until(lambda: waiters.total == 3)
         async with session.get(
             f"{url}{POLL}", params={"last_check": cursor, "wait": "2"}, headers=auth(user="u3")
         ) as refused:
@@ -187,8 +174,8 @@ async def test_sse_delivers_in_order_with_cursor_ids(live_server):
     async with aiohttp.ClientSession() as session:
         source = EventSource([url], token()).start(session)
         await asyncio.wait_for(source.connected.wait(), 5)
-        stored = await publish(session, url, *(f"m{i}" for i in range(5)))
-        await _until(lambda: len(source.updates) == 5)
+        stored = await publish_to(session, url, *(f"m{i}" for i in range(5)))
+        await until(lambda: len(source.updates) == 5)
         await source.stop()
     assert [u["id"] for u in source.updates] == [f"m{i}" for i in range(5)]
     assert source.last_event_id == stored[-1]["timestamp"]
@@ -199,16 +186,16 @@ async def test_sse_resumes_from_last_event_id_without_gap_or_duplicate(live_serv
     async with aiohttp.ClientSession() as session:
         source = EventSource([url], token()).start(session)
         await asyncio.wait_for(source.connected.wait(), 5)
-        await publish(session, url, "a", "b")
-        await _until(lambda: len(source.updates) == 2)
+        await publish_to(session, url, "a", "b")
+        await until(lambda: len(source.updates) == 2)
         await source.stop()  # cut mid-stream
-        await publish(session, url, "c", "d")
+        await publish_to(session, url, "c", "d")
         resumed = EventSource(
             [url], token(), last_event_id=source.last_event_id, updates=source.updates
         ).start(session)
-        await publish(session, url, "e")
-        await _until(lambda: len(resumed.updates) == 5)
-        await asyncio.sleep(0.1)
+        await publish_to(session, url, "e")
+        await until(lambda: len(resumed.updates) == 5)
+        await asyncio.sleep(0.1)  # a duplicate would arrive now
         await resumed.stop()
     assert [u["id"] for u in resumed.updates] == ["a", "b", "c", "d", "e"]
     assert resumed.resets == 0
@@ -218,9 +205,9 @@ async def test_an_ancient_last_event_id_gets_event_reset(live_server):
     _, url, _app = await live_server(retention=Retention(max_events=2))
     async with aiohttp.ClientSession() as session:
         ancient = await head(session, url)
-        await publish(session, url, *(f"m{i}" for i in range(4)))
+        await publish_to(session, url, *(f"m{i}" for i in range(4)))
         source = EventSource([url], token(), last_event_id=ancient).start(session)
-        await _until(lambda: source.resets == 1 and len(source.updates) == 2)
+        await until(lambda: source.resets == 1 and len(source.updates) == 2)
         await source.stop()
         metrics = await (await session.get(f"{url}/metrics")).text()
     assert [u["id"] for u in source.updates] == ["m2", "m3"]
@@ -253,15 +240,13 @@ async def test_a_lost_hint_delays_waiters_by_at_most_the_fastpath_ttl(live_serve
         waiting = asyncio.create_task(
             session.get(f"{url}{POLL}", params={"last_check": cursor, "wait": "20"}, headers=auth())
         )
-        await asyncio.sleep(0.2)
-        assert app[LIVE].hub.hints_up
+        # The long-poll is waiting and the hints are up: only a re-read can find the append.
+        await until(lambda: app[LIVE].waiters.total == 1 and app[LIVE].hub.hints_up)
         started = time.monotonic()
         unannounced = events(1, prefix="unannounced-", account="acme")
         await engine.append("acme", unannounced)
         answer = await (await waiting).json()
-        while not source.updates:
-            assert time.monotonic() - started < 5, "the SSE stream never re-read"
-            await asyncio.sleep(0.01)
+        await until(lambda: bool(source.updates), 5, "(the SSE stream never re-read)")
         await source.stop()
     if isinstance(engine, RedisStore):
         await engine.close()

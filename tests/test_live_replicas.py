@@ -11,7 +11,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.conftest import API, API_KEY, JWT_SECRET, auth, token
+from tests.credentials import API, API_KEY, JWT_SECRET, auth, token
+from tests.helpers import until
 from tests.servers import RedisServer, RelayProcess
 from tests.sse_client import EventSource
 
@@ -107,18 +108,11 @@ async def test_an_event_published_on_a_reaches_sse_and_long_poll_clients_on_b(re
         started = time.monotonic()
         await publish_all(session, [a.url], 1, 1)
         await asyncio.wait_for(waiting, 10)
-        await _until(lambda: len(source.updates) == 1)
+        await until(lambda: len(source.updates) == 1)
         elapsed = time.monotonic() - started
         await source.stop()
     assert [u["id"] for u in poller.updates] == ["p0-0"] == [u["id"] for u in source.updates]
     assert elapsed < 2  # woken by the hint, far below the 5 s long-poll wait
-
-
-async def _until(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_2000_events_reach_50_sse_and_50_long_pollers_exactly_once_in_order(relays):
@@ -138,7 +132,7 @@ async def test_2000_events_reach_50_sse_and_50_long_pollers_exactly_once_in_orde
         polling = [asyncio.create_task(p.run(session, total, deadline)) for p in pollers]
         order = await publish_all(session, urls, 8, total // 8)
         await asyncio.gather(*polling)
-        await _until(lambda: all(len(s.updates) >= total for s in sources), timeout=60)
+        await until(lambda: all(len(s.updates) >= total for s in sources), timeout=60)
         await asyncio.sleep(0.2)  # nothing more may arrive: a duplicate would show here
         for source in sources:
             await source.stop()
@@ -169,7 +163,7 @@ async def test_pubsub_kills_and_a_redis_restart_lose_nothing(relays, durable_red
 
         order = await publish_all(session, [a.url], 4, total // 4, during=faults)
         await asyncio.gather(*polling)
-        await _until(lambda: all(len(s.updates) >= total for s in sources), timeout=60)
+        await until(lambda: all(len(s.updates) >= total for s in sources), timeout=60)
         await asyncio.sleep(0.2)
         for source in sources:
             await source.stop()
@@ -258,7 +252,7 @@ async def test_sigterm_with_200_streams_exits_in_time_and_clients_lose_nothing(r
                 exit_seconds.append(time.monotonic() - started)
 
         order = await publish_all(session, [b.url], 4, total // 4, during=stop_a)
-        await _until(lambda: all(len(s.updates) >= total for s in sources), timeout=60)
+        await until(lambda: all(len(s.updates) >= total for s in sources), timeout=60)
         await asyncio.sleep(0.2)
         for source in sources:
             await source.stop()

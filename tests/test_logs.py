@@ -20,7 +20,7 @@ from aiohttp.test_utils import make_mocked_request
 from relay.http import REQUEST_ID, logs_request_id
 from relay.ingest.providers import standard_webhooks, whatsapp_cloud
 from relay.logs import Redactor, configure_logging, get_logger
-from tests.conftest import API_KEY, JWT_SECRET, token
+from tests.credentials import API_KEY, JWT_SECRET, token
 from tests.servers import RelayProcess
 
 SOURCE_SECRET = "whsec_bG9nLXRlc3Qtc2VjcmV0LW5vdC1mb3ItcHJvZCEh"

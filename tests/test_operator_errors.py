@@ -23,7 +23,7 @@ from relay.auth import TokenVerifier, mint_token
 from relay.errors import Unauthorized
 from relay.settings import PROVIDER_KEYS, Settings
 from relay.store_health import without_password
-from tests.conftest import API_KEY, JWT_SECRET
+from tests.credentials import API_KEY, JWT_SECRET
 from tests.servers import RedisServer, RelayProcess, free_port, wait_until
 
 ROOT = Path(__file__).parent.parent

@@ -12,7 +12,7 @@ import pytest
 from relay.ingest.providers import provider_problems
 from relay.ingest.providers.common.normal import STATUS_RANK
 from relay.settings import Source
-from tests.conftest import API, auth
+from tests.credentials import API, auth
 from tests.provider_fixtures import (
     ACCOUNT,
     DELIVERIES,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import JWT_SECRET, in_ci, token
-from tests.servers import RelayProcess
+from tests.credentials import JWT_SECRET, token
+from tests.servers import RelayProcess, in_ci
 
 ROOT = Path(__file__).parent.parent
 PAGE = ROOT / "docs" / "providers.md"

@@ -15,7 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from relay.ingest import webhooks
-from tests.conftest import API, auth
+from tests.credentials import API, auth
 from tests.provider_fixtures import (
     ACCOUNT,
     DELIVERIES,

@@ -21,7 +21,7 @@ from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
 from relay.ingest.providers import standard_webhooks
-from tests.conftest import API_KEY, JWT_SECRET, auth
+from tests.credentials import API_KEY, JWT_SECRET, auth
 from tests.provider_fixtures import (
     EVOLUTION_SECRET,
     STANDARD_SECRET,

@@ -12,7 +12,7 @@ from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
 from relay.ingest.providers import whatsapp_cloud
-from tests.conftest import auth
+from tests.credentials import auth
 from tests.provider_fixtures import (
     EVOLUTION_SECRET,
     SOURCES,

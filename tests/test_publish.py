@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import API, API_KEY, auth
+from tests.credentials import API, API_KEY, auth
 
 PATH = "/api/publish"
 

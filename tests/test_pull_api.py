@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.app import create_app
-from tests.conftest import API, auth, settings_for
+from tests.credentials import API, auth
+from tests.helpers import settings_for
 from tests.race import run_race
 
 ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)

@@ -13,9 +13,9 @@ import pytest
 from relay.errors import StoreUnavailable
 from relay.settings import ConfigError, Settings
 from relay.store.redis import RedisStore
+from tests.helpers import events
 from tests.servers import RedisServer, RelayProcess, free_port, wait_until
 from tests.test_exactly_once import relay_env
-from tests.test_store_contract import events
 
 
 def test_cluster_mode_defaults_to_auto_and_rejects_anything_else():

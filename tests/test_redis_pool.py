@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from relay.store.redis import MAX_IN_FLIGHT, POOL_HEADROOM, RedisStore
-from tests.test_store_contract import events
+from tests.helpers import events
 
 POOL_SIZE = MAX_IN_FLIGHT + POOL_HEADROOM
 

@@ -23,16 +23,16 @@ from relay.errors import StoreUnavailable
 from relay.store.redis import RedisStore
 from relay.wakeups.redis_broker import RedisBroker
 from tests.cluster import CLUSTER_ARGS, LocalCluster
-from tests.conftest import in_ci
+from tests.helpers import events
 from tests.servers import (
     RedisServer,
     RelayProcess,
+    in_ci,
     redis_server_binary,
     redis_server_candidates,
 )
 from tests.test_cluster_hints import Hints
 from tests.test_exactly_once import relay_env
-from tests.test_store_contract import events
 
 PASSWORD = "relay-test-password-0123456789"
 # The ACL rules docs/operations.md recommends for relay's user, verbatim.

@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from relay.store.keys import stream_key
-from tests.conftest import API, API_KEY, JWT_SECRET, redis_cluster_binary
-from tests.servers import RedisServer, RelayProcess, free_port, wait_until
+from tests.credentials import API, API_KEY, JWT_SECRET
+from tests.servers import RedisServer, RelayProcess, free_port, redis_cluster_binary, wait_until
 
 
 class MovableProxy:

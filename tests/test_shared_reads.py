@@ -11,6 +11,7 @@ from relay.metrics import Metrics
 from relay.observed_store import ObservedStore
 from relay.settings import LiveSettings
 from relay.store.memory import MemoryStore
+from tests.helpers import until
 
 
 class SnapshotThenWait(MemoryStore):
@@ -19,14 +20,21 @@ class SnapshotThenWait(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.reads = 0
+        self.snapshots = 0
+        self.answered = 0
         self.gate = asyncio.Event()
         self.gate.set()
 
     async def read(self, account, since, limit):
         self.reads += 1
         page = await super().read(account, since, limit)
+        self.snapshots += 1
         await self.gate.wait()
+        self.answered += 1
         return page
+
+    def settled(self) -> bool:
+        return self.answered == self.reads
 
 
 def live_over(store: MemoryStore, tail: bool = False) -> tuple[Live, ObservedStore]:
@@ -50,7 +58,9 @@ async def test_a_hundred_long_polls_woken_by_one_append_make_one_read():
         asyncio.create_task(live.long_poll(Viewer(f"u{n}", "acme"), start, 100, 5))
         for n in range(100)
     ]
-    await asyncio.sleep(0.05)
+    answered = store.answered
+    # Every poll is waiting: each joined the first read, and it was answered.
+    await until(lambda: live.waiters.total == 100 and store.answered > answered and store.settled())
     before = store.reads
     await observed.append("acme", [event(1)])
     answers = await asyncio.gather(*polls)
@@ -66,7 +76,8 @@ async def test_with_a_tail_a_hundred_long_polls_woken_by_one_append_read_nothing
         asyncio.create_task(live.long_poll(Viewer(f"u{n}", "acme"), start, 100, 5))
         for n in range(100)
     ]
-    await asyncio.sleep(0.05)
+    # The tail answers a poll at the head without an await: counted is waiting.
+    await until(lambda: live.waiters.total == 100 and store.settled())
     before = store.reads
     await observed.append("acme", [event(1)])
     answers = await asyncio.gather(*polls)
@@ -79,11 +90,13 @@ async def test_a_waiter_armed_after_an_append_does_not_join_an_older_read():
     live, observed = live_over(store)
     start = (await live.read(Viewer("u", "acme"), None, 100)).page.cursor
     store.gate.clear()
+    taken = store.snapshots
     first = asyncio.create_task(live.long_poll(Viewer("a", "acme"), start, 100, 5))
-    await asyncio.sleep(0.01)  # `first` took its snapshot, before the append
+    await until(lambda: store.snapshots == taken + 1)  # `first`'s, before the append
     await observed.append("acme", [event(1)])
     second = asyncio.create_task(live.long_poll(Viewer("b", "acme"), start, 100, 5))
-    await asyncio.sleep(0.01)
+    # Arming and joining (or starting) a read take no await: counted is in its read.
+    await until(lambda: live.waiters.total == 2)
     store.gate.set()
     answers = await asyncio.wait_for(asyncio.gather(first, second), 2)
     assert [len(answer.delivered) for answer in answers] == [1, 1]

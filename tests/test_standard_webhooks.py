@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook
 from relay.ingest import webhooks
 from relay.ingest.providers import standard_webhooks
 from relay.settings import Source
-from tests.conftest import auth
+from tests.credentials import auth
 
 FIXTURES = Path(__file__).parent / "fixtures" / "standard_webhooks"
 SECRET = "whsec_cmVsYXktdGVzdC1zZWNyZXQtbm90LWZvci1wcm9kISE="

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from relay import clock
-from relay.events import Event
 from relay.store.base import Retention
 from relay.store.memory import MemoryStore
 from relay.store.redis import RedisStore
+from tests.helpers import events
 from tests.servers import RedisServer
 
 
@@ -29,13 +29,6 @@ async def make_store(engine, request):
     yield make
     for store in made:
         await store.close()
-
-
-def events(n: int, prefix: str = "e", account: str = "acme", chat_id: str = "c1") -> list[Event]:
-    return [
-        Event(id=f"{prefix}{i}", type="message.created", account=account, chat_id=chat_id)
-        for i in range(n)
-    ]
 
 
 async def test_timestamps_strictly_increase_and_reads_return_them_in_order(make_store):

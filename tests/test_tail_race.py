@@ -11,7 +11,7 @@ import time
 
 import aiohttp
 
-from tests.conftest import auth, token
+from tests.credentials import auth, token
 from tests.servers import RelayProcess
 from tests.sse_client import EventSource
 from tests.test_cluster import Migrator

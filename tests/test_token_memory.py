@@ -9,7 +9,7 @@ import pytest
 from relay.auth import TokenVerifier, mint_token
 from relay.errors import Unauthorized
 from relay.settings import Settings
-from tests.conftest import JWT_SECRET
+from tests.credentials import JWT_SECRET
 
 
 def verifier(**overrides) -> TokenVerifier:

@@ -17,7 +17,7 @@ from twilio.request_validator import RequestValidator
 from relay.ingest.providers import provider_problems, twilio
 from relay.ingest.providers.common.base import Delivery, Rejected
 from relay.settings import Source
-from tests.conftest import auth
+from tests.credentials import auth
 from tests.provider_fixtures import (
     FIXTURES,
     SOURCES,

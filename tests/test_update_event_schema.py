@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from jsonschema import Draft202012Validator
 
-from tests.conftest import API, auth
+from tests.credentials import API, auth
 
 
 async def test_the_schema_is_served_and_referenced_from_openapi(client):

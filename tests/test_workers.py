@@ -9,7 +9,7 @@ import subprocess
 import sys
 import urllib.request
 
-from tests.conftest import API_KEY, JWT_SECRET
+from tests.credentials import API_KEY, JWT_SECRET
 from tests.servers import RelayProcess, wait_until
 
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.browser.chromium import INSTALL_HINT, chromium_paths, start_chromium
-from tests.conftest import API_KEY, JWT_SECRET, in_ci, token
-from tests.servers import RedisServer, RelayProcess
+from tests.credentials import API_KEY, JWT_SECRET, token
+from tests.servers import RedisServer, RelayProcess, in_ci
 
 
 @pytest.fixture(scope="session")

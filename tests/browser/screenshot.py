@@ -10,7 +10,7 @@ import sys
 import urllib.request
 
 from tests.browser.chromium import chromium_paths, event_ids, start_chromium, status, wait_for
-from tests.conftest import API_KEY, JWT_SECRET, token
+from tests.credentials import API_KEY, JWT_SECRET, token
 from tests.servers import RelayProcess
 
 CONVERSATION = [

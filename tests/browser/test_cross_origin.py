@@ -14,7 +14,7 @@ from tests.browser.chromium import wait_for
 from tests.browser.conftest import publish
 from tests.browser.origin import PageOrigin
 from tests.browser.test_demo_inbox import assert_exactly_once_in_order
-from tests.conftest import token
+from tests.credentials import token
 
 
 @pytest.fixture

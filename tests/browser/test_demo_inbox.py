@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from tests.browser.chromium import demo_state, event_ids, status, wait_for
 from tests.browser.conftest import demo_url, publish
 from tests.browser.proxy import RefusingProxy
-from tests.conftest import API_KEY
+from tests.credentials import API_KEY
 
 
 def wait_for_ids(browser, expected: list[str]) -> list[str]:

@@ -11,7 +11,7 @@ import jwt
 
 from tests.browser.chromium import status, wait_for
 from tests.browser.conftest import demo_url, publish
-from tests.conftest import JWT_SECRET
+from tests.credentials import JWT_SECRET
 
 LIFETIME = 4  # seconds per token
 
