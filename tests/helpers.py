@@ -13,6 +13,7 @@ import aiohttp
 from relay.events import Event
 from relay.settings import Settings
 from relay.store.base import Retention
+from relay.store.memory import MemoryStore
 from tests.credentials import API, API_KEY, JWT_SECRET
 
 
@@ -36,6 +37,30 @@ def events(n: int, prefix: str = "e", account: str = "acme", chat_id: str = "c1"
         Event(id=f"{prefix}{i}", type="message.created", account=account, chat_id=chat_id)
         for i in range(n)
     ]
+
+
+class GatedStore(MemoryStore):
+    """A store read that takes its snapshot at once and answers when the gate opens: a slow
+    round trip, whose snapshot and answer the test can tell apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.snapshots = 0
+        self.answered = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def read(self, account, since, limit):
+        self.reads += 1
+        page = await super().read(account, since, limit)
+        self.snapshots += 1
+        await self.gate.wait()
+        self.answered += 1
+        return page
+
+    def settled(self) -> bool:
+        return self.answered == self.reads
 
 
 # -- publishing -----------------------------------------------------------------------------

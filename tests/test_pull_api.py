@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from relay.app import create_app
+from relay.appkeys import LIVE
 from tests.credentials import API, auth
-from tests.helpers import settings_for
+from tests.helpers import settings_for, until
 from tests.race import run_race
 
 ANY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
@@ -78,7 +79,7 @@ async def test_long_poll_answers_when_an_event_arrives(client):
     start = await (await client.get("/api/events", params={"account": "acme"}, headers=API)).json()
     params = {"account": "acme", "last_check": start["timestamp"], "wait": "10"}
     waiting = asyncio.create_task(client.get("/api/events", params=params, headers=API))
-    await asyncio.sleep(0.1)
+    await until(lambda: client.app[LIVE].waiters.total == 1)
     assert not waiting.done()
     event = {"account": "acme", "type": "message.created", "id": "late", "audience": ["x"]}
     assert (await client.post("/api/publish", json=event, headers=API)).status == 201

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 
 from relay.wakeups import pubsub as redis_hints
+from tests.helpers import until
 
 
 class SwallowingPubSub:
@@ -15,6 +16,7 @@ class SwallowingPubSub:
 
     def __init__(self) -> None:
         self.pong = False
+        self.pings = 0
 
     async def get_message(self, timeout: float):
         if self.pong:
@@ -25,6 +27,7 @@ class SwallowingPubSub:
         return None
 
     async def ping(self) -> None:
+        self.pings += 1
         self.pong = True
 
 
@@ -33,10 +36,11 @@ async def ignore(_message: dict) -> None:
 
 
 async def test_the_listen_loop_ends_when_cancelled_even_if_the_read_swallows_it():
+    pubsub = SwallowingPubSub()
     listening = asyncio.create_task(
-        redis_hints.listen(SwallowingPubSub(), ignore, timeout=5.0, ping_every=0.02)
+        redis_hints.listen(pubsub, ignore, timeout=5.0, ping_every=0.02)
     )
-    await asyncio.sleep(0.1)
+    await until(lambda: pubsub.pings >= 2)  # the loop is running: pinging, then reading
     listening.cancel()
     done, _ = await asyncio.wait({listening}, timeout=2)
     assert done, "the subscription loop ignored its cancellation"

@@ -11,30 +11,7 @@ from relay.metrics import Metrics
 from relay.observed_store import ObservedStore
 from relay.settings import LiveSettings
 from relay.store.memory import MemoryStore
-from tests.helpers import until
-
-
-class SnapshotThenWait(MemoryStore):
-    """Takes its snapshot at once, answers when the gate opens: a slow store round trip."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-        self.snapshots = 0
-        self.answered = 0
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    async def read(self, account, since, limit):
-        self.reads += 1
-        page = await super().read(account, since, limit)
-        self.snapshots += 1
-        await self.gate.wait()
-        self.answered += 1
-        return page
-
-    def settled(self) -> bool:
-        return self.answered == self.reads
+from tests.helpers import GatedStore, until
 
 
 def live_over(store: MemoryStore, tail: bool = False) -> tuple[Live, ObservedStore]:
@@ -51,7 +28,7 @@ def event(n: int) -> Event:
 
 
 async def test_a_hundred_long_polls_woken_by_one_append_make_one_read():
-    store = SnapshotThenWait()
+    store = GatedStore()
     live, observed = live_over(store)
     start = (await live.read(Viewer("u", "acme"), None, 100)).page.cursor
     polls = [
@@ -69,7 +46,7 @@ async def test_a_hundred_long_polls_woken_by_one_append_make_one_read():
 
 
 async def test_with_a_tail_a_hundred_long_polls_woken_by_one_append_read_nothing():
-    store = SnapshotThenWait()
+    store = GatedStore()
     live, observed = live_over(store, tail=True)
     start = (await live.read(Viewer("u", "acme"), None, 100)).page.cursor
     polls = [
@@ -86,7 +63,7 @@ async def test_with_a_tail_a_hundred_long_polls_woken_by_one_append_read_nothing
 
 
 async def test_a_waiter_armed_after_an_append_does_not_join_an_older_read():
-    store = SnapshotThenWait()
+    store = GatedStore()
     live, observed = live_over(store)
     start = (await live.read(Viewer("u", "acme"), None, 100)).page.cursor
     store.gate.clear()

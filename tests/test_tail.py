@@ -18,6 +18,7 @@ from relay.store.base import Page
 from relay.store.memory import MemoryStore
 from relay.wakeups.base import Hint, parse_hint
 from relay.wakeups.disorder import Disorder
+from tests.helpers import GatedStore, until
 
 
 def member(n: int, size: int = 0) -> bytes:
@@ -161,22 +162,6 @@ def test_the_byte_bound_holds_under_10000_accounts_with_live_interest():
     assert made._metrics.registry.get_sample_value("relay_tail_bytes") == made.bytes
 
 
-class Gated(MemoryStore):
-    """A store read that takes its snapshot at once and answers when the gate opens."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    async def read(self, account, since, limit):
-        self.reads += 1
-        page = await super().read(account, since, limit)
-        await self.gate.wait()
-        return page
-
-
 def live_over(store: MemoryStore) -> tuple[Live, ObservedStore]:
     metrics = Metrics()
     observed = ObservedStore(store, metrics)
@@ -199,7 +184,7 @@ async def echo(live: Live, cursor: int, rounds: int = 3) -> list[int]:
 
 
 async def test_a_hint_before_the_seeding_read_loses_and_repeats_nothing():
-    store = Gated()
+    store = GatedStore()
     live, observed = live_over(store)
     start = (await store.read("acme", None, 10)).cursor  # a cursor from elsewhere
     appended = await observed.append("acme", [event(1), event(2)])  # hints: no tail yet
@@ -211,12 +196,13 @@ async def test_a_hint_before_the_seeding_read_loses_and_repeats_nothing():
 
 
 async def test_a_hint_during_the_seeding_read_loses_and_repeats_nothing():
-    store = Gated()
+    store = GatedStore()
     live, observed = live_over(store)
     start = (await store.read("acme", None, 10)).cursor
     store.gate.clear()
+    taken = store.snapshots
     reading = asyncio.create_task(live.read(Viewer("u", "acme"), start, 100))
-    await asyncio.sleep(0.01)  # the read took its snapshot: before the append
+    await until(lambda: store.snapshots == taken + 1)  # before the append
     appended = await observed.append("acme", [event(1)])
     store.gate.set()
     first = await reading
