@@ -21,7 +21,8 @@ from relay.events import Event
 from relay.fanout.push import Parked, push
 from relay.metrics import Metrics
 from relay.wakeups.base import Hint
-from tests.conftest import API, settings_for, token
+from tests.credentials import API, token
+from tests.helpers import settings_for
 
 SSE = "/api/chats/realtime-updates/"
 
