@@ -11,7 +11,7 @@ import pytest
 
 from relay.durations import parse_microseconds, parse_seconds
 from relay.settings import ConfigError, Settings
-from tests.conftest import JWT_SECRET
+from tests.credentials import JWT_SECRET
 from tests.test_cli import relay_cli
 
 # Every form the documentation shows (settings tables, relay.toml, --ttl), and its value.
