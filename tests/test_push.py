@@ -22,7 +22,7 @@ from relay.fanout.push import Parked, push
 from relay.metrics import Metrics
 from relay.wakeups.base import Hint
 from tests.credentials import API, token
-from tests.helpers import settings_for
+from tests.helpers import settings_for, until
 
 SSE = "/api/chats/realtime-updates/"
 
@@ -136,6 +136,13 @@ async def test_a_stream_that_stops_reading_gets_every_event_once_when_it_resumes
     reader, writer = await asyncio.open_connection(sock=sock, limit=2**24)
     writer.write(f"GET {SSE}?token={token()} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     await reader.readuntil(b"retry:")
+    # The server side's send buffer small too, so that what the client does not read backs
+    # up in relay's transport rather than in the kernel's (which may grow to megabytes).
+    hub = app[LIVE].hub
+    await until(lambda: "acme" in hub._parked, what="the stream parks")
+    (parked,) = hub._parked["acme"]
+    server_socket = parked.target._push_transport.get_extra_info("socket")
+    server_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     ids = [f"m{n}" for n in range(400)]
     async with aiohttp.ClientSession() as session:
         for first in range(0, len(ids), 30):  # ~6.4 MB while the client reads nothing
