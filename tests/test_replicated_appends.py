@@ -20,6 +20,7 @@ import redis
 
 from relay.store.keys import stream_key
 from tests.credentials import API, API_KEY, JWT_SECRET
+from tests.helpers import until
 from tests.servers import RedisServer, RelayProcess, free_port, redis_cluster_binary, wait_until
 
 
@@ -141,14 +142,19 @@ async def test_a_frozen_replica_then_a_promotion_by_hand_loses_no_acknowledged_e
         asyncio.ensure_future(publish_until(relay.url, stop, worker, acked)) for worker in range(4)
     ]
     try:
-        await asyncio.sleep(1.0)
+        await until(lambda: len(acked) >= 20, timeout=15, what="appends before the freeze")
         before_freeze = len(acked)
         os.kill(replica.process.pid, signal.SIGSTOP)
         # Answers already on their way when the replica stopped may still arrive: WAIT had
         # returned. Anything acknowledged later than that would be a broken promise.
         await asyncio.sleep(0.5)
         settled = len(acked)
-        await asyncio.sleep(2.0)
+        if min_replicas:
+            await asyncio.sleep(2.0)  # nothing may be acknowledged: only time can show it
+        else:  # the unprotected master acknowledges what the frozen replica lacks
+            # Enough that the replication stream outgrows what the kernel buffers for the
+            # stopped replica (which it would still read after SIGCONT): ~300 KB.
+            await until(lambda: len(acked) - settled >= 1000, timeout=40, what="unprotected acks")
         during_freeze = len(acked) - settled
         master.stop()  # SIGKILL, with the replica still frozen
         os.kill(replica.process.pid, signal.SIGCONT)
@@ -157,7 +163,9 @@ async def test_a_frozen_replica_then_a_promotion_by_hand_loses_no_acknowledged_e
         # With min_replicas 1 the promoted master must get a replica of its own before
         # anything is acknowledged again (until then: 503, and the providers retry).
         spare = await asyncio.to_thread(replica_of, replica)
-        await asyncio.sleep(3.0)
+        await until(
+            lambda: len(acked) - settled - during_freeze >= 20, timeout=20, what="after promotion"
+        )
         stop.set()
         refused = sum(await asyncio.gather(*publishers))
         after_promotion = len(acked) - settled - during_freeze
@@ -254,14 +262,14 @@ async def test_sentinel_promotes_the_replica_and_relay_follows_losing_no_acknowl
         asyncio.ensure_future(publish_until(relay.url, stop, worker, acked)) for worker in range(4)
     ]
     try:
-        await asyncio.sleep(1.0)
+        await until(lambda: len(acked) >= 20, timeout=15, what="appends before the freeze")
         before_freeze = len(acked)
         os.kill(replica.process.pid, signal.SIGSTOP)
         # Answers already on their way when the replica stopped may still arrive: WAIT had
         # returned. Anything acknowledged later than that would be a broken promise.
         await asyncio.sleep(0.5)
         settled = len(acked)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(2.0)  # nothing may be acknowledged: only time can show it
         during_freeze = len(acked) - settled
         master.stop()  # SIGKILL, with the replica still frozen
         os.kill(replica.process.pid, signal.SIGCONT)
@@ -275,7 +283,9 @@ async def test_sentinel_promotes_the_replica_and_relay_follows_losing_no_acknowl
         )
         promoted_after = time.monotonic() - started
         spare = await asyncio.to_thread(replica_of, replica)
-        await asyncio.sleep(3.0)
+        await until(
+            lambda: len(acked) - settled - during_freeze >= 20, timeout=20, what="after promotion"
+        )
         stop.set()
         refused = sum(await asyncio.gather(*publishers))
         after_promotion = len(acked) - settled - during_freeze
