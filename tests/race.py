@@ -29,9 +29,17 @@ async def _poll(
     path, params = "/api/chats/check-updates/", {"last_check": poller.cursor, "limit": "1000"}
     if pull_account is not None:
         path, params = "/api/events", {**params, "account": pull_account}
-    async with session.get(f"{poller.url}{path}", params=params, headers=headers) as response:
-        assert response.status == 200, await response.text()
-        answer = await response.json()
+    deadline = time.monotonic() + 30
+    while True:
+        async with session.get(f"{poller.url}{path}", params=params, headers=headers) as r:
+            # 503: the store did not answer in time (a slot mid-migration on a loaded
+            # machine); a browser polls again, and so does this one.
+            if r.status == 503 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                continue
+            assert r.status == 200, await r.text()
+            answer = await r.json()
+            break
     poller.polls += 1
     poller.resets += answer["reset"]
     poller.cursor = answer["timestamp"]  # always echo the server's cursor, never a clock
@@ -64,10 +72,18 @@ async def run_race(
                     "chat_id": f"c{w}",
                     "data": {"n": i},
                 }
-                async with session.post(url, json=event, headers=API) as response:
-                    assert response.status == 201, await response.text()
-                    (stored,) = (await response.json())["events"]
-                    acked[stored["id"]] = stored["timestamp"]
+                deadline = time.monotonic() + 30
+                while True:
+                    async with session.post(url, json=event, headers=API) as response:
+                        # 503 means "not stored, or not known to be": a sender retries the
+                        # same id, which lands once (a duplicate answer if it had landed).
+                        if response.status == 503 and time.monotonic() < deadline:
+                            await asyncio.sleep(0.05)
+                            continue
+                        assert response.status == 201, await response.text()
+                        (stored,) = (await response.json())["events"]
+                        acked[stored["id"]] = stored["timestamp"]
+                        break
 
         async def poll_until_complete(poller: Poller) -> None:
             deadline = time.monotonic() + 120
