@@ -3,6 +3,8 @@ streams, and the memory of an idle SSE stream (the clients are in bench/live.py)
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench import fixtures, live
 from bench.report import BEFORE, Row
 from bench.runtime import run_loop
@@ -59,12 +61,19 @@ class LiveRows:
             print("  " + " | ".join(row.cells()), flush=True)
 
     def fanout(self, redis_url: str) -> None:
+        for root, label in ((None, "relay, redis engine"), (self.baseline, BEFORE)):
+            if label == BEFORE and root is None:
+                continue
+            self._fanout(redis_url, root, label)
+
+    def _fanout(self, redis_url: str, root: Path | None, label: str) -> None:
         streams, accounts, rate, seconds = self.size.fanout
         relay = relay_proc(
             "relay-fanout",
             {**fixtures.relay_env(redis_url), "RELAY_MAX_SSE_STREAMS": str(streams)},
             self.server_cpu,
             uvloop=self.uvloop,
+            root=root,
         )
         with running(relay):
             result = run_loop(
@@ -73,7 +82,7 @@ class LiveRows:
         lat = result.latency
         row = Row(
             f"fan-out: {streams:,} SSE streams, {accounts:,} accounts, {rate:,} events/s",
-            "relay, redis engine",
+            label,
             "once each, p99 ≤ 50 ms",
             p50=lat.p50_ms,
             p99=lat.p99_ms,
@@ -87,7 +96,7 @@ class LiveRows:
             row.verdict += f" ({result.refused} events refused: 503)"
         self.rows.append(row)
         self.notes.append(
-            f"{row.scenario}: {result.published:,} events published over {seconds:g} s "
+            f"{row.scenario}, {label}: {result.published:,} events published over {seconds:g} s "
             f"(10 per request), {result.refused:,} of them not acknowledged, "
             f"{lat.deliveries:,} deliveries of the {lat.expected:,} acknowledged ones, "
             f"{result.duplicates} duplicates, max {lat.max_ms:.1f} ms; CPU µs/req here is "
