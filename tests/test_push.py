@@ -21,10 +21,13 @@ from relay.events import Event
 from relay.fanout.push import Parked, push
 from relay.metrics import Metrics
 from relay.wakeups.base import Hint
-from tests.credentials import API, token
+from tests.credentials import API, API_KEY, JWT_SECRET, auth, token
 from tests.helpers import settings_for, until
+from tests.servers import RelayProcess
+from tests.sse_client import EventSource
 
 SSE = "/api/chats/realtime-updates/"
+POLL = "/api/chats/check-updates/"
 
 
 class Socket:
@@ -164,3 +167,43 @@ async def test_a_stream_that_stops_reading_gets_every_event_once_when_it_resumes
     pushed = app[LIVE].metrics.child(app[LIVE].metrics.sse_pushed_events).total
     woken = app[LIVE].metrics.child(app[LIVE].metrics.wakeups, "sse").total
     assert pushed > 0 and woken > 0, (pushed, woken)
+
+
+async def test_a_processs_own_append_reaches_its_clients_even_if_its_hint_never_comes():
+    """While hints flow, a local append leaves waking to its hint (which carries the event);
+    if that hint is lost without the subscription dropping, HINT_GRACE still wakes them,
+    long before the periodic re-read (RELAY_FASTPATH_TTL, 60 s here)."""
+    relay = RelayProcess(
+        {
+            "RELAY_JWT_SECRET": JWT_SECRET,
+            "RELAY_API_KEYS": API_KEY,
+            "RELAY_CONFIG": "",
+            "RELAY_FASTPATH_TTL": "60s",
+            "RELAY_TEST_HINT_DISORDER": "drop=1",
+        }
+    ).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{relay.url}{POLL}", headers=auth()) as response:
+                cursor = (await response.json())["timestamp"]
+            source = EventSource([relay.url], token(), last_check=cursor).start(session)
+            await asyncio.wait_for(source.connected.wait(), 5)
+            waiting = asyncio.ensure_future(
+                session.get(
+                    f"{relay.url}{POLL}",
+                    params={"last_check": cursor, "wait": "30"},
+                    headers=auth(),
+                )
+            )
+            await asyncio.sleep(0.3)  # the long-poll is waiting (nothing can answer it yet)
+            started = time.monotonic()
+            await publish(session, relay.url, ["own-1"])
+            answer = await (await waiting).json()
+            await until(lambda: bool(source.updates), 10, "(the stream never got it)")
+            elapsed = time.monotonic() - started
+            await source.stop()
+    finally:
+        relay.stop()
+    assert [u["data"]["message"]["id"] for u in answer["updates"]] == ["own-1"]
+    assert [u["data"]["message"]["id"] for u in source.updates] == ["own-1"]
+    assert elapsed < 5, elapsed

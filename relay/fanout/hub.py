@@ -23,6 +23,9 @@ from relay.fanout.tail import Tails
 from relay.metrics import Metrics
 from relay.wakeups.base import Hint
 
+# How long a local append waits for its own hint before its waiters are woken without it.
+HINT_GRACE = 0.5
+
 
 class Round:
     """An account's waiters since its last advance. Reads started in one round may be
@@ -120,12 +123,24 @@ class Hub:
         self._tell_listeners(hint.account)
 
     def advance(self, account: str, cursor: Cursor) -> None:
-        """The account's stream now reaches `cursor` (without the event): wake its waiters.
-        Parked streams wait for the hint, which carries the event, unless none will come."""
-        self._fire(account)
-        if not self.hints_up:
+        """This process stored events up to `cursor` (without their bytes). While hints
+        flow, its waiters and parked streams wait for the hints, which carry the events
+        and arrive within a pub/sub hop: woken now, each would find the tail behind its
+        own append and read the store for what the hint brings a moment later."""
+        if self.hints_up:
+            # Unless the hint has come by then (a subscription that died without a word):
+            # this process's own appends reach its own clients within HINT_GRACE anyway.
+            asyncio.get_running_loop().call_later(HINT_GRACE, self._unless_hinted, account, cursor)
+        else:
+            self._fire(account)
             self._wake_parked(account)
         self._tell_listeners(account)
+
+    def _unless_hinted(self, account: str, cursor: Cursor) -> None:
+        head = self.tails.head(account)
+        if head is None or head < cursor:
+            self._fire(account)
+            self._wake_parked(account)
 
     def is_head(self, account: str, cursor: Cursor) -> bool:
         """True when a read at `cursor` is known to be empty without asking the store."""
