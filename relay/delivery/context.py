@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
@@ -55,7 +56,7 @@ class DeliveryContext:
         self, seconds: float, until: asyncio.Event | asyncio.Future[None] | None = None
     ) -> None:
         """Sleep `seconds`, less if the deliverer stops or `until` happens first."""
-        waiters: list[asyncio.Future] = [asyncio.ensure_future(self.closing.wait())]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.closing.wait())]
         if isinstance(until, asyncio.Event):
             waiters.append(asyncio.ensure_future(until.wait()))
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any
 
 from relay.cursor import Cursor
 from relay.delivery.attempts import Sent, send
@@ -157,7 +158,7 @@ class Worker:
     async def _idle(self, signal: asyncio.Future[None], timeout: float) -> bool:
         """Wait for the next append. False after `timeout` without one."""
         job, ctx = self.job, self.ctx
-        waiters = [
+        waiters: list[asyncio.Future[Any]] = [
             signal,
             asyncio.ensure_future(job.lost.wait()),
             asyncio.ensure_future(ctx.closing.wait()),
