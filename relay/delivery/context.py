@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 
-from relay.cursor import Cursor
+from relay.cursor import ZERO, Cursor
 from relay.delivery.config import DeliverySettings, Subscriber
 from relay.delivery.wakeups import Wakeups
 from relay.metrics import Metrics
@@ -49,7 +49,7 @@ class DeliveryContext:
 
     async def pending(self, account: str, entry: LedgerEntry) -> bool:
         """Does the account hold events this ledger entry has not delivered?"""
-        page = await self.store.read(account, entry.cursor or 0, 1)
+        page = await self.store.read(account, entry.cursor or ZERO, 1)
         return bool(page.events) or (page.reset and entry.cursor is not None)
 
     async def pause(

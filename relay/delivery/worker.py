@@ -10,7 +10,7 @@ import random
 import time
 from typing import Any
 
-from relay.cursor import Cursor
+from relay.cursor import ZERO, Cursor
 from relay.delivery.attempts import Sent, send
 from relay.delivery.context import DeliveryContext, Job
 from relay.delivery.messages import id_and_type, reset_message
@@ -105,7 +105,9 @@ class Worker:
         active_at = time.monotonic()
         while not (job.lost.is_set() or ctx.closing.is_set()):
             signal = ctx.wakeups.next_append(account)  # armed before the read
-            page = await ctx.store.read(account, 0 if cursor is None else cursor, ctx.settings.page)
+            page = await ctx.store.read(
+                account, ZERO if cursor is None else cursor, ctx.settings.page
+            )
             if page.reset and cursor is not None:
                 # Trimmed before it was delivered: say so once, then carry on from here.
                 job.head = cursor

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from relay.cursor import Cursor
+from relay.cursor import ZERO, Cursor
 from relay.events import StoredEvent
 from relay.metrics import Metrics, Tally
 from relay.store.base import Page
@@ -42,7 +42,7 @@ class _Tail:
     confirmed_at: float
     # A local append reached here before its hint: until the tail reaches it, reads go to
     # the store, so a process always reads its own writes.
-    expected: Cursor = 0
+    expected: Cursor = ZERO
     stamps: list[Cursor] = field(default_factory=list)
     events: list[StoredEvent] = field(default_factory=list)
     bytes: int = TAIL_OVERHEAD
@@ -231,7 +231,7 @@ class Tails:
         if tail is None:
             # Like a hint heard without a tail: a read in flight may not include it.
             self.heard += 1
-            self._untrack(Hint(account, 0, timestamp, 0, None))
+            self._untrack(Hint(account, ZERO, timestamp, ZERO, None))
         elif timestamp > tail.expected:
             tail.expected = timestamp
 

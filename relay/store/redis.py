@@ -26,7 +26,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay.cursor import Cursor
+from relay.cursor import Cursor, to_cursor
 from relay.errors import StoreUnavailable
 from relay.events import Appended, Event, StoredEvent
 from relay.store.base import Page, Retention, page_from
@@ -260,7 +260,7 @@ class RedisStore:
         script = "_append" if self._replicated_append is None else "_replicated_append"
         reply = await self._call(script, keys, args)
         return [
-            Appended(event.id, int(reply[2 * i]), duplicate=reply[2 * i + 1] == b"1")
+            Appended(event.id, to_cursor(reply[2 * i]), duplicate=reply[2 * i + 1] == b"1")
             for i, event in enumerate(events)
         ]
 
@@ -274,8 +274,8 @@ class RedisStore:
     async def read(self, account: str, since: Cursor | None, limit: int) -> Page:
         keys = [stream_key(account), clock_key(account), meta_key(account)]
         reply = await self._call("_read", keys, ["" if since is None else since, limit])
-        clock, low = int(reply[0]), int(reply[1])
-        events = [StoredEvent(int(reply[i + 1]), reply[i]) for i in range(2, len(reply), 2)]
+        clock, low = to_cursor(reply[0]), to_cursor(reply[1])
+        events = [StoredEvent(to_cursor(reply[i + 1]), reply[i]) for i in range(2, len(reply), 2)]
         return page_from(events, clock, low, since, limit)
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:

@@ -8,7 +8,7 @@ from importlib import resources
 
 from redis.commands.core import AsyncScript
 
-from relay.cursor import Cursor
+from relay.cursor import Cursor, to_cursor
 from relay.store.connections import RedisClient
 from relay.store.delivery_ledger import LedgerEntry
 from relay.store.keys import subscriber_key
@@ -35,12 +35,12 @@ class RedisLedger:
         granted, cursor, holder, left, attempts, last_error, next_attempt, fence = reply
         return LedgerEntry(
             granted=int(granted),
-            cursor=int(cursor) if cursor else None,
+            cursor=to_cursor(cursor) if cursor else None,
             holder=holder.decode(),
             lease_left=int(left) / 1000,
             attempts=int(attempts),
             last_error=last_error.decode(),
-            next_attempt=int(next_attempt) if next_attempt else None,
+            next_attempt=to_cursor(next_attempt) if next_attempt else None,
             fence=int(fence),
         )
 
