@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import jwt
 
@@ -76,7 +77,7 @@ class TokenVerifier:
         self._accepted[token] = (viewer, expires)
         return viewer
 
-    def _decode(self, token: str) -> dict:
+    def _decode(self, token: str) -> dict[str, Any]:
         try:
             claims = self._decode_with_any_key(token)
         except jwt.ExpiredSignatureError:
@@ -87,7 +88,7 @@ class TokenVerifier:
             ) from None
         return claims
 
-    def _decode_with_any_key(self, token: str) -> dict:
+    def _decode_with_any_key(self, token: str) -> dict[str, Any]:
         for key in self.keys[:-1]:
             try:
                 return self._decode_with(token, key)
@@ -95,7 +96,7 @@ class TokenVerifier:
                 continue
         return self._decode_with(token, self.keys[-1])
 
-    def _decode_with(self, token: str, key: str) -> dict:
+    def _decode_with(self, token: str, key: str) -> dict[str, Any]:
         return jwt.decode(
             token,
             key,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+from collections.abc import Callable
 
 from relay.errors import Overloaded, TooManyRequests
 
@@ -22,10 +23,11 @@ UNAUTHENTICATED_SHARE = 0.75
 TRIM_AFTER = 8 * 1024 * 1024
 
 
-def _malloc_trim():
+def _malloc_trim() -> Callable[[int], int] | None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
+        trim: Callable[[int], int] = libc.malloc_trim
+        return trim
     except (OSError, AttributeError):
         return None  # not glibc (musl, macOS): nothing to trim, or nothing to trim with
 

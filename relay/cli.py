@@ -14,7 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from relay import __version__
 from relay.auth import mint_token
@@ -115,13 +115,13 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def supervise(workers: int, host: str, port: int, log) -> int:
+def supervise(workers: int, host: str, port: int, log: Any) -> int:
     """Run `workers` copies of `relay serve` sharing one port (SO_REUSEPORT), forward
     SIGTERM/SIGINT to them, and wait. If one dies on its own, stop the others and exit 1,
     so the process manager (Kubernetes, systemd) restarts the whole set."""
     command = [sys.executable, "-m", "relay.cli", "serve", "--host", host, "--port", str(port)]
     command += ["--workers", "1", "--reuse-port"]  # not RELAY_WORKERS again
-    children: dict[int, subprocess.Popen] = {}
+    children: dict[int, subprocess.Popen[bytes]] = {}
     stopping = False
 
     def forward(signum: int, _frame: object = None) -> None:
@@ -141,15 +141,15 @@ def supervise(workers: int, host: str, port: int, log) -> int:
     status = 0
     while any(child.returncode is None for child in children.values()):
         pid, wait_status = os.wait()
-        child = children.get(pid)
-        if child is None:
+        exited = children.get(pid)
+        if exited is None:
             continue
-        child.returncode = os.waitstatus_to_exitcode(wait_status)
+        exited.returncode = os.waitstatus_to_exitcode(wait_status)
         if not stopping:
-            log.error("relay.worker_exited", pid=pid, code=child.returncode)
+            log.error("relay.worker_exited", pid=pid, code=exited.returncode)
             forward(signal.SIGTERM)
             status = 1
-        elif child.returncode not in (0, -signal.SIGTERM, -signal.SIGINT):
+        elif exited.returncode not in (0, -signal.SIGTERM, -signal.SIGINT):
             status = 1
     return status
 
@@ -316,7 +316,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.func(args)
+    status: int = args.func(args)
+    return status
 
 
 if __name__ == "__main__":

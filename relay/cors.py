@@ -5,6 +5,8 @@ answer a browser's preflight, and credentials (cookies) are never allowed.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import aiohttp_cors
 from aiohttp import hdrs, web
 
@@ -39,7 +41,9 @@ def allow_browser_origins(app: web.Application, origins: tuple[str, ...], paths:
     app.on_response_prepare.append(_vary_on_origin(cors_paths))
 
 
-def _vary_on_origin(paths: set[str]):
+def _vary_on_origin(
+    paths: set[str],
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
     """aiohttp-cors echoes the request's Origin without `Vary: Origin` (aiohttp-cors#351):
     a shared cache could hand one origin's answer to another. Said here for its routes."""
 

@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import NewType, cast
 
 from relay.errors import BadLastCheck
 
-Cursor = int  # microseconds since the Unix epoch, as the store assigned them
+Cursor = NewType("Cursor", int)  # microseconds since the Unix epoch, as the store assigned them
+# A store reply's or a hint's number (bytes, text or int) as the cursor it is: int() itself,
+# typed, since calling Cursor() too would cost a call per event on the read path.
+to_cursor = cast("Callable[[bytes | str | int], Cursor]", int)
+ZERO = Cursor(0)  # the epoch: before every event
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
@@ -74,10 +80,10 @@ def _from_epoch_number(value: str) -> Cursor:
     number = float(value) if "." in value else int(value)
     # Seconds until the year 5138, then milliseconds, then our own microsecond cursors.
     if number < 1e11:
-        return round(number * 1_000_000)
+        return Cursor(round(number * 1_000_000))
     if number < 1e14:
-        return round(number * 1_000)
-    return int(number)
+        return Cursor(round(number * 1_000))
+    return Cursor(int(number))
 
 
 def _from_iso(value: str) -> Cursor:
@@ -97,4 +103,4 @@ def _from_iso(value: str) -> Cursor:
         delta = moment - _EPOCH
     except OverflowError:
         raise BadLastCheck("last_check is out of range") from None
-    return max(0, delta // _ONE_US)
+    return Cursor(max(0, delta // _ONE_US))

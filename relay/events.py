@@ -54,7 +54,7 @@ class Event:
     def encode(self) -> bytes:
         """The stored member: a routing header line, then the event JSON without timestamp."""
         header = orjson.dumps({"c": self.chat_id, "a": self.audience})
-        document = {"id": self.id, "type": self.type, "account": self.account}
+        document: dict[str, Any] = {"id": self.id, "type": self.type, "account": self.account}
         document["chat_id"] = self.chat_id
         document.update(self.body)
         return header + b"\n" + orjson.dumps(document)

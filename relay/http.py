@@ -118,13 +118,17 @@ async def read_body(
     return b"".join(chunks)
 
 
-def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None):
+def json_response(
+    payload: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     return web.Response(
         body=orjson.dumps(payload), status=status, headers=headers, content_type="application/json"
     )
 
 
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None):
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> web.Response:
     return json_response({"error": code, "detail": detail}, status, headers)
 
 

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 import orjson
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
+from structlog.typing import EventDict, WrappedLogger
 
 from relay.sampled_log import SampledLog
 
@@ -39,7 +40,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
-    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    def __call__(self, _logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
         return {key: self._clean(key, value) for key, value in event.items()}
 
     def _clean(self, key: str, value: Any) -> Any:

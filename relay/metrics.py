@@ -7,9 +7,11 @@ types; never a user, a chat, an account or a token.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from relay.events import KNOWN_TYPES
@@ -82,7 +84,7 @@ class _Flush(Collector):
     def __init__(self, tallies: list[Tally | Timing]) -> None:
         self.tallies = tallies
 
-    def collect(self):
+    def collect(self) -> Iterable[Metric]:
         for tally in list(self.tallies):
             tally.flush()
         return []

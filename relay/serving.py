@@ -75,8 +75,13 @@ async def serve_until_signalled(
 
     stop: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if not stop.done():
+            stop.set_result(signum)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda s=signum: stop.done() or stop.set_result(s))
+        loop.add_signal_handler(signum, on_signal, signum)
     received = await stop
     started = time.monotonic()
     live = app.get(LIVE)

@@ -58,7 +58,7 @@ async def send(
             job.token,
             job.attempts,
             outcome.detail,
-            clock.now_us() + int(delay * 1e6),
+            Cursor(clock.now_us() + int(delay * 1e6)),
         )
         if entry.refused:
             return Sent.LOST
@@ -88,5 +88,5 @@ async def _still_current(
         return page.reset and page.low == stamp
     # Event timestamps are above the stream's origin, so reading from just below the
     # event says "reset" exactly when the event itself was trimmed.
-    page = await ctx.store.read(account, stamp - 1, 1)
+    page = await ctx.store.read(account, Cursor(stamp - 1), 1)
     return not page.reset and bool(page.events) and page.events[0].timestamp == stamp

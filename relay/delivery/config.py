@@ -53,9 +53,10 @@ class Subscriber:
         return self.every_account or account in self.accounts
 
 
-# A key left out of a subscriber's table takes the field's default: written once, above.
-_DEFAULT_TIMEOUT: float = Subscriber.__dataclass_fields__["timeout"].default
-_DEFAULT_MAX_IN_FLIGHT: int = Subscriber.__dataclass_fields__["max_in_flight"].default
+# A key left out of a subscriber's table takes the field's default: written once, above
+# (a dataclass keeps a field's plain default as the class attribute).
+_DEFAULT_TIMEOUT = Subscriber.timeout
+_DEFAULT_MAX_IN_FLIGHT = Subscriber.max_in_flight
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
-from relay.cursor import Cursor
+from relay.cursor import ZERO, Cursor
 from relay.delivery.config import DeliverySettings, Subscriber
 from relay.delivery.wakeups import Wakeups
 from relay.metrics import Metrics
@@ -48,14 +49,14 @@ class DeliveryContext:
 
     async def pending(self, account: str, entry: LedgerEntry) -> bool:
         """Does the account hold events this ledger entry has not delivered?"""
-        page = await self.store.read(account, entry.cursor or 0, 1)
+        page = await self.store.read(account, entry.cursor or ZERO, 1)
         return bool(page.events) or (page.reset and entry.cursor is not None)
 
     async def pause(
         self, seconds: float, until: asyncio.Event | asyncio.Future[None] | None = None
     ) -> None:
         """Sleep `seconds`, less if the deliverer stops or `until` happens first."""
-        waiters: list[asyncio.Future] = [asyncio.ensure_future(self.closing.wait())]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.closing.wait())]
         if isinstance(until, asyncio.Event):
             waiters.append(asyncio.ensure_future(until.wait()))
         try:

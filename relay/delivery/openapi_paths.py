@@ -18,7 +18,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"description": _REASONS[s], "content": _ERROR} for s in statuses}
 
 
-def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict:
+def _query(
+    name: str, schema: dict[str, Any], description: str, required: bool = False
+) -> dict[str, Any]:
     return {
         "name": name,
         "in": "query",

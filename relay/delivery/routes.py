@@ -10,7 +10,7 @@ from aiohttp import web
 from relay import clock
 from relay.appkeys import DELIVERY, SETTINGS
 from relay.auth import check_api_key
-from relay.cursor import format_cursor, parse_cursor
+from relay.cursor import ZERO, format_cursor, parse_cursor
 from relay.delivery.deliverer import Deliverer
 from relay.errors import BadRequest, NotFound
 from relay.events import check_account
@@ -26,7 +26,7 @@ async def account_state(deliverer: Deliverer, name: str, account: str) -> dict[s
 async def _render(deliverer: Deliverer, account: str, entry: LedgerEntry) -> dict[str, Any]:
     # The oldest undelivered event: the first one after the cursor (all of them, for a
     # subscriber that has never delivered to this account).
-    page = await deliverer.store.read(account, entry.cursor or 0, 1)
+    page = await deliverer.store.read(account, entry.cursor or ZERO, 1)
     oldest = page.events[0].timestamp if page.events else None
     lag = max(0, clock.now_us() - oldest) / 1e6 if oldest is not None else 0.0
     return {

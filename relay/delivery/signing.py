@@ -19,7 +19,9 @@ def signature(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -
     )
 
 
-def webhook_headers(keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes) -> dict:
+def webhook_headers(
+    keys: Sequence[bytes], msg_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
         "webhook-id": msg_id,

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any
 
-from relay.cursor import Cursor
+from relay.cursor import ZERO, Cursor
 from relay.delivery.attempts import Sent, send
 from relay.delivery.context import DeliveryContext, Job
 from relay.delivery.messages import id_and_type, reset_message
@@ -104,7 +105,9 @@ class Worker:
         active_at = time.monotonic()
         while not (job.lost.is_set() or ctx.closing.is_set()):
             signal = ctx.wakeups.next_append(account)  # armed before the read
-            page = await ctx.store.read(account, 0 if cursor is None else cursor, ctx.settings.page)
+            page = await ctx.store.read(
+                account, ZERO if cursor is None else cursor, ctx.settings.page
+            )
             if page.reset and cursor is not None:
                 # Trimmed before it was delivered: say so once, then carry on from here.
                 job.head = cursor
@@ -157,7 +160,7 @@ class Worker:
     async def _idle(self, signal: asyncio.Future[None], timeout: float) -> bool:
         """Wait for the next append. False after `timeout` without one."""
         job, ctx = self.job, self.ctx
-        waiters = [
+        waiters: list[asyncio.Future[Any]] = [
             signal,
             asyncio.ensure_future(job.lost.wait()),
             asyncio.ensure_future(ctx.closing.wait()),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from relay import clock
@@ -212,7 +212,7 @@ class Live:
 
     async def stream(
         self, viewer: Viewer, since: Cursor, limit: int, target: PushTarget
-    ) -> AsyncIterator[Batch]:
+    ) -> AsyncGenerator[Batch, None]:
         """The SSE loop after its cursor is fixed: batches until shutdown. At the head the
         stream parks, and events that follow its cursor are pushed to `target` from their
         hints (fanout/push.py) until something wakes it to read again."""

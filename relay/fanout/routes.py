@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import orjson
 from aiohttp import web
@@ -133,14 +133,13 @@ TOKEN_EXPIRED = orjson.dumps(
 
 
 async def until_expired(
-    batches: AsyncIterator[Batch], viewer: Viewer
+    batches: AsyncGenerator[Batch, None], viewer: Viewer
 ) -> AsyncIterator[Batch | None]:
     """The stream's batches until the viewer's token expires, then None once.
 
     Only the wait for the next batch is bounded, never a write: a frame is sent whole or
     not at all, so the browser's Last-Event-ID is exact and a reconnect loses nothing
     (a batch read but not yet sent when the token expires is read again)."""
-    iterator = aiter(batches)
     try:
         while True:
             remaining = viewer.expires_at - time.time()
@@ -149,7 +148,7 @@ async def until_expired(
                 return
             try:
                 async with asyncio.timeout(None if math.isinf(remaining) else remaining):
-                    batch = await anext(iterator)
+                    batch = await anext(batches)
             except StopAsyncIteration:
                 return
             except TimeoutError:
@@ -157,7 +156,7 @@ async def until_expired(
                 return
             yield batch
     finally:
-        await iterator.aclose()
+        await batches.aclose()
 
 
 async def write_batch(response: BatchedEventSource, batch: Batch) -> None:

@@ -26,7 +26,7 @@ class BatchedEventSource(EventSourceResponse):
     def start_pushing(self, request: web.BaseRequest) -> None:
         """Once the headers have left (aiohttp holds them back until the first write),
         hints may write to the socket directly."""
-        self._push_transport = request.transport  # type: ignore[assignment]
+        self._push_transport = request.transport
         self._push_chunked = self.headers.get("Transfer-Encoding") == "chunked"
 
     def push(self, data: bytes) -> bool:

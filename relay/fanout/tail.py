@@ -21,9 +21,9 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from relay.cursor import Cursor
+from relay.cursor import ZERO, Cursor
 from relay.events import StoredEvent
-from relay.metrics import Metrics
+from relay.metrics import Metrics, Tally
 from relay.store.base import Page
 from relay.wakeups.base import Hint, IsAffected
 
@@ -42,7 +42,7 @@ class _Tail:
     confirmed_at: float
     # A local append reached here before its hint: until the tail reaches it, reads go to
     # the store, so a process always reads its own writes.
-    expected: Cursor = 0
+    expected: Cursor = ZERO
     stamps: list[Cursor] = field(default_factory=list)
     events: list[StoredEvent] = field(default_factory=list)
     bytes: int = TAIL_OVERHEAD
@@ -87,8 +87,8 @@ class Tails:
         self._metrics = metrics
         self._hits = metrics.child(metrics.tail_hits)
         self._bytes_gauge = metrics.tail_bytes
-        self._misses: dict[str, object] = {}
-        self._drops: dict[str, object] = {}
+        self._misses: dict[str, Tally] = {}
+        self._drops: dict[str, Tally] = {}
 
     def __len__(self) -> int:
         return len(self._tails)
@@ -104,18 +104,23 @@ class Tails:
         `since=None` ("from now") is answered with the head."""
         tail = self._tails.get(account)
         if tail is None:
-            return self._miss("no_tail" if self.up else "hints_down")
+            self._miss("no_tail" if self.up else "hints_down")
+            return None
         if since is None:
             since = tail.head
         if since < tail.low:
-            return self._miss("below_low")
+            self._miss("below_low")
+            return None
         if since > tail.head:
-            return self._miss("ahead")
+            self._miss("ahead")
+            return None
         if tail.expected > tail.head:
-            return self._miss("behind")
+            self._miss("behind")
+            return None
         if time.monotonic() - tail.confirmed_at >= self.ttl:
             self._remove(account, "unconfirmed")
-            return self._miss("unconfirmed")
+            self._miss("unconfirmed")
+            return None
         self._tails.move_to_end(account)
         self._hits.inc()
         if since == tail.head:  # the common poll: nothing new
@@ -142,7 +147,6 @@ class Tails:
         if counter is None:
             counter = self._misses[reason] = self._metrics.child(self._metrics.tail_misses, reason)
         counter.inc()
-        return None
 
     # -- what the store says ----------------------------------------------------------
 
@@ -227,7 +231,7 @@ class Tails:
         if tail is None:
             # Like a hint heard without a tail: a read in flight may not include it.
             self.heard += 1
-            self._untrack(Hint(account, 0, timestamp, 0, None))
+            self._untrack(Hint(account, ZERO, timestamp, ZERO, None))
         elif timestamp > tail.expected:
             tail.expected = timestamp
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from relay.cursor import Cursor
+from relay.cursor import ZERO, Cursor
 from relay.events import Appended, Event, StoredEvent
 
 
@@ -31,7 +31,7 @@ class Page:
     reset: bool
     # The stream's low watermark: a cursor at or above it reads without a reset (a
     # subscriber told `relay.reset` carries on from here).
-    low: Cursor = 0
+    low: Cursor = ZERO
 
 
 class Store(Protocol):

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import unquote
 
 import redis.asyncio as redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
 SENTINEL_SCHEME = "redis+sentinel://"
 DEFAULT_SENTINEL_PORT = 26379
+
+# What the store holds: a single Redis (found directly or through Sentinel) or a cluster.
+RedisClient: TypeAlias = redis.Redis | RedisCluster
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
     # The pool asks the sentinels for the master's address on every new connection, and a
     # connection that finds its server demoted (READONLY) or gone is dropped: after a
     # failover, the next attempt (redis-py's retry, or the caller's) reaches the new master.
-    return sentinel.master_for(
+    master: redis.Redis = sentinel.master_for(
         target.service,
         redis_class=redis.Redis,
         db=target.db,
@@ -90,3 +94,4 @@ def client_from_url(url: str, **options: Any) -> redis.Redis:
         password=target.password,
         **options,
     )
+    return master

@@ -16,12 +16,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.commands.core import AsyncScript
 
 from relay.errors import BadRequest, StoreUnavailable
+from relay.store.connections import RedisClient
 from relay.store.keys import (
     dead_letters_bodies_key,
     dead_letters_bytes_key,
@@ -174,7 +177,7 @@ class RedisDeadLetters:
 
     def __init__(
         self,
-        connected: Callable[[], Awaitable[Any]],
+        connected: Callable[[], Awaitable[RedisClient]],
         max_letters: int = DEFAULT_MAX_LETTERS,
         max_bytes: int = DEFAULT_MAX_REDIS_BYTES,
     ) -> None:
@@ -188,9 +191,9 @@ class RedisDeadLetters:
             dead_letters_bytes_key(),
         ]
         self.index, self.items, self.bodies, _ = self.keys
-        self._scripts: tuple[Any, Any, Any] | None = None
+        self._scripts: tuple[RedisClient, AsyncScript, AsyncScript] | None = None
 
-    async def _client_and_scripts(self) -> tuple[Any, Any, Any]:
+    async def _client_and_scripts(self) -> tuple[RedisClient, AsyncScript, AsyncScript]:
         client = await self.connected()
         if self._scripts is None or self._scripts[0] is not client:
             self._scripts = (
@@ -202,23 +205,29 @@ class RedisDeadLetters:
 
     async def add(self, letter: DeadLetter) -> None:
         score = int(letter.received_at * 1_000_000)
-        args = [letter.id, score, letter.record(), letter.body, self.max_letters, self.max_bytes]
+        args = (letter.id, score, letter.record(), letter.body, self.max_letters, self.max_bytes)
         async with _available():
             _, add, _ = await self._client_and_scripts()
             await add(keys=self.keys, args=args)
 
     async def list(self, limit: int, before: str | None = None) -> list[DeadLetter]:
+        # The casts: relay's clients answer bytes (decode_responses=False), which redis-py's
+        # reply types, written for either setting, cannot know.
         async with _available():
             client = await self.connected()
+            ids: list[bytes]
             if before is None:
-                ids = await client.zrevrange(self.index, 0, limit - 1)
+                ids = cast("list[bytes]", await client.zrevrange(self.index, 0, limit - 1))
             else:
                 # Letters of the same microsecond are ordered by id, as the index orders them.
                 score = await client.zscore(self.index, before)
                 if score is None:  # replayed since: its id still says when it came
                     score = _score_of(before)
-                found = await client.zrevrangebyscore(
-                    self.index, score, "-inf", start=0, num=limit + 64, withscores=True
+                found = cast(
+                    "list[tuple[bytes, float]]",
+                    await client.zrevrangebyscore(
+                        self.index, score, "-inf", start=0, num=limit + 64, withscores=True
+                    ),
                 )
                 ids = [member for member, at in found if at < score or member.decode() < before][
                     :limit
@@ -230,8 +239,8 @@ class RedisDeadLetters:
                     pipe.hstrlen(self.bodies, letter_id)
                 sizes = await pipe.execute()
             ids = ids[: _fitting(sizes)]
-            records = await client.hmget(self.items, ids)
-            bodies = await client.hmget(self.bodies, ids)
+            records = cast("list[bytes | None]", await client.hmget(self.items, ids))
+            bodies = cast("list[bytes | None]", await client.hmget(self.bodies, ids))
         return [
             DeadLetter.from_record(record, body)
             for record, body in zip(records, bodies, strict=True)
@@ -241,8 +250,12 @@ class RedisDeadLetters:
     async def get(self, letter_id: str) -> DeadLetter | None:
         async with _available():
             client = await self.connected()
-            record = await client.hget(self.items, letter_id)
-            body = await client.hget(self.bodies, letter_id) if record is not None else None
+            record = cast("bytes | None", await client.hget(self.items, letter_id))
+            body = (
+                cast("bytes | None", await client.hget(self.bodies, letter_id))
+                if record is not None
+                else None
+            )
         return None if record is None else DeadLetter.from_record(record, body)
 
     async def remove(self, letter_id: str) -> bool:
@@ -282,7 +295,7 @@ def _page(letters: list[DeadLetter]) -> list[DeadLetter]:
     return letters[: _fitting([len(letter.body) for letter in letters])]
 
 
-def _pipeline(client: Any) -> Any:
+def _pipeline(client: RedisClient) -> Pipeline | ClusterPipeline:
     # Every key shares the {deadletters} tag, but a cluster pipeline cannot be MULTI/EXEC.
     return client.pipeline(transaction=not isinstance(client, RedisCluster))
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from relay import clock
-from relay.cursor import Cursor
+from relay.cursor import ZERO, Cursor
 from relay.events import Appended, Event, StoredEvent
 from relay.store.base import Page, Retention, page_from
 from relay.wakeups.base import Hint
@@ -22,7 +22,7 @@ from relay.wakeups.local import LocalBroker
 class _Stream:
     origin: Cursor
     clock: Cursor
-    trimmed: Cursor = 0
+    trimmed: Cursor = ZERO
     scores: list[Cursor] = field(default_factory=list)
     members: list[bytes] = field(default_factory=list)
     ids: OrderedDict[str, Cursor] = field(default_factory=OrderedDict)
@@ -40,13 +40,13 @@ class MemoryStore:
     def _stream(self, account: str) -> _Stream:
         stream = self._streams.get(account)
         if stream is None:
-            now = clock.now_us()
+            now = Cursor(clock.now_us())
             stream = self._streams[account] = _Stream(origin=now, clock=now)
         return stream
 
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
         stream = self._stream(account)
-        now = clock.now_us()
+        now = Cursor(clock.now_us())
         outcomes = []
         stored: list[tuple[Cursor, Cursor, bytes]] = []
         for event in events:
@@ -54,7 +54,7 @@ class MemoryStore:
             if seen is not None:
                 outcomes.append(Appended(event.id, seen, duplicate=True))
                 continue
-            ts = max(now, stream.clock + 1)
+            ts = Cursor(max(now, stream.clock + 1))
             member = event.encode()
             stored.append((stream.clock, ts, member))
             stream.clock = ts

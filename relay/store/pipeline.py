@@ -15,7 +15,10 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+
+from relay.store.connections import RedisClient
 
 # One pipeline at most this long; a larger queue leaves in several.
 MAX_BATCH = 256
@@ -23,22 +26,22 @@ MAX_BATCH = 256
 
 @dataclass(slots=True)
 class _Call:
-    script: Any  # a redis-py Script (its sha, and its source for NOSCRIPT)
+    script: AsyncScript  # its sha, and its source for NOSCRIPT
     keys: list[str]
     args: list[Any]
     reply: asyncio.Future[Any]
 
 
 class Pipeliner:
-    def __init__(self, client: Any, max_pipelines: int) -> None:
+    def __init__(self, client: RedisClient, max_pipelines: int) -> None:
         self.client = client
         # Pipelines in flight at once, each on its own connection from the pool.
         self._slots = asyncio.Semaphore(max_pipelines)
         self._queue: list[_Call] = []
-        self._sending: set[asyncio.Task] = set()
+        self._sending: set[asyncio.Task[None]] = set()
         self.pipelines = 0  # sent so far (a figure for tests and benchmarks)
 
-    def call(self, script: Any, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+    def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         """The script's reply (or error), once the pipeline it joins has been answered."""
         loop = asyncio.get_running_loop()
         call = _Call(script, keys, args, loop.create_future())

@@ -26,11 +26,11 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from relay.cursor import Cursor
+from relay.cursor import Cursor, to_cursor
 from relay.errors import StoreUnavailable
 from relay.events import Appended, Event, StoredEvent
 from relay.store.base import Page, Retention, page_from
-from relay.store.connections import client_from_url
+from relay.store.connections import RedisClient, client_from_url
 from relay.store.keys import clock_key, ids_key, meta_key, stream_key
 from relay.store.pipeline import Pipeliner
 from relay.store.replicated import ReplicatedScript
@@ -139,7 +139,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client: Any,
+        client: RedisClient | None,
         retention: Retention | None = None,
         timeout: float = 2.0,
         in_flight: int = MAX_IN_FLIGHT,
@@ -166,7 +166,7 @@ class RedisStore:
         self._url: str | None = None
         self._connecting = asyncio.Lock()
         self._max_in_flight = in_flight
-        self.client: Any = None
+        self.client: RedisClient | None = None
         self.clustered = False
         # Redis Cluster 7+: the hint goes to the account's shard only (SPUBLISH).
         self.sharded_hints = False
@@ -174,7 +174,7 @@ class RedisStore:
         if client is not None:
             self._bind(client)
 
-    def _bind(self, client: Any) -> None:
+    def _bind(self, client: RedisClient) -> None:
         self.client = client
         self.clustered = isinstance(client, RedisCluster)
         self._append = client.register_script(APPEND_LUA)
@@ -182,7 +182,7 @@ class RedisStore:
         self._pipeliner = Pipeliner(client, self._max_in_flight)
         # RELAY_REDIS_MIN_REPLICAS (see replicated.py): the append and WAIT on one connection,
         # outside the pipeliner (WAIT covers its own connection's writes only).
-        self._replicated_append: ReplicatedScript | None = None
+        self._replicated_append = None
         if self.min_replicas:
             if self.clustered:
                 raise StoreUnavailable("RELAY_REDIS_MIN_REPLICAS is not supported on a cluster")
@@ -201,7 +201,7 @@ class RedisStore:
         min_replicas: int = 0,
     ) -> RedisStore:
         """`cluster="auto"` asks the server on first use (nothing is opened before)."""
-        client = None
+        client: RedisClient | None = None
         if cluster == "yes":
             client = connect_cluster(url, timeout, in_flight)
         elif cluster == "no":
@@ -216,7 +216,7 @@ class RedisStore:
         client, which publishes no hints)."""
         return self._url
 
-    async def connected_client(self) -> Any:
+    async def connected_client(self) -> RedisClient:
         """The redis-py client, once the mode is known (`Redis` or `RedisCluster`): use
         this, not `.client`, which is None until the first call in `auto` mode."""
         if not self._ready:
@@ -232,7 +232,7 @@ class RedisStore:
                         self._bind(make(self._url, self.timeout, self._max_in_flight))
                     except RedisClusterException as error:  # e.g. a database other than 0
                         raise StoreUnavailable(f"cannot use this Redis Cluster: {error}") from error
-                if self.clustered and not self._ready:
+                if isinstance(self.client, RedisCluster) and not self._ready:
                     # Learn the slot map once, before any concurrent call: redis-py 8.1's
                     # async cluster client breaks connections (AttributeError on
                     # `_writer`) when many first commands race to initialize it.
@@ -242,6 +242,7 @@ class RedisStore:
                     except UNAVAILABLE as error:
                         raise _unavailable(error) from error
                 self._ready = True
+        assert self.client is not None  # bound above, or the call raised
         return self.client
 
     async def append(self, account: str, events: Sequence[Event]) -> list[Appended]:
@@ -259,7 +260,7 @@ class RedisStore:
         script = "_append" if self._replicated_append is None else "_replicated_append"
         reply = await self._call(script, keys, args)
         return [
-            Appended(event.id, int(reply[2 * i]), duplicate=reply[2 * i + 1] == b"1")
+            Appended(event.id, to_cursor(reply[2 * i]), duplicate=reply[2 * i + 1] == b"1")
             for i, event in enumerate(events)
         ]
 
@@ -273,8 +274,8 @@ class RedisStore:
     async def read(self, account: str, since: Cursor | None, limit: int) -> Page:
         keys = [stream_key(account), clock_key(account), meta_key(account)]
         reply = await self._call("_read", keys, ["" if since is None else since, limit])
-        clock, low = int(reply[0]), int(reply[1])
-        events = [StoredEvent(int(reply[i + 1]), reply[i]) for i in range(2, len(reply), 2)]
+        clock, low = to_cursor(reply[0]), to_cursor(reply[1])
+        events = [StoredEvent(to_cursor(reply[i + 1]), reply[i]) for i in range(2, len(reply), 2)]
         return page_from(events, clock, low, since, limit)
 
     async def _call(self, script: str, keys: list[str], args: list[Any]) -> Any:
@@ -316,7 +317,7 @@ class RedisStore:
         try:
             client = await self.connected_client()
             async with asyncio.timeout(2 * self.timeout):
-                if not self.clustered:
+                if not isinstance(client, RedisCluster):
                     await client.ping()
                     return
                 await client.initialize()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
 
-from relay.cursor import Cursor
+from redis.commands.core import AsyncScript
+
+from relay.cursor import Cursor, to_cursor
+from relay.store.connections import RedisClient
 from relay.store.delivery_ledger import LedgerEntry
 from relay.store.keys import subscriber_key
 from relay.store.redis import UNAVAILABLE, _unavailable
@@ -17,12 +19,12 @@ _CLOCK_KEYS = "relay:{*}:clock"
 
 
 class RedisLedger:
-    def __init__(self, connected_client: Callable[[], Awaitable[Any]]) -> None:
+    def __init__(self, connected_client: Callable[[], Awaitable[RedisClient]]) -> None:
         # The store's own client (the store opens and closes it), once its mode is known.
         self._connected_client = connected_client
-        self._script: Any = None
+        self._script: AsyncScript | None = None
 
-    async def _call(self, subscriber: str, account: str, *args: object) -> LedgerEntry:
+    async def _call(self, subscriber: str, account: str, *args: str | int) -> LedgerEntry:
         try:
             if self._script is None:
                 client = await self._connected_client()
@@ -30,15 +32,15 @@ class RedisLedger:
             reply = await self._script(keys=[subscriber_key(account, subscriber)], args=args)
         except UNAVAILABLE as error:
             raise _unavailable(error) from error
-        granted, cursor, holder, left, attempts, error, next_attempt, fence = reply
+        granted, cursor, holder, left, attempts, last_error, next_attempt, fence = reply
         return LedgerEntry(
             granted=int(granted),
-            cursor=int(cursor) if cursor else None,
+            cursor=to_cursor(cursor) if cursor else None,
             holder=holder.decode(),
             lease_left=int(left) / 1000,
             attempts=int(attempts),
-            last_error=error.decode(),
-            next_attempt=int(next_attempt) if next_attempt else None,
+            last_error=last_error.decode(),
+            next_attempt=to_cursor(next_attempt) if next_attempt else None,
             fence=int(fence),
         )
 

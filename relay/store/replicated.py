@@ -19,6 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
+
 from relay.errors import StoreUnavailable
 
 MARK_TTL_MS = 60_000
@@ -32,13 +35,15 @@ class ReplicatedScript:
     """Called like a redis-py Script (`keys=`, `args=`), answering the script's reply once
     `min_replicas` replicas have it, or raising NotReplicated."""
 
-    def __init__(self, script: Any, min_replicas: int, wait_ms: int) -> None:
+    def __init__(self, script: AsyncScript, min_replicas: int, wait_ms: int) -> None:
         self.script = script
         self.min_replicas = min_replicas
         self.wait_ms = max(1, wait_ms)
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        pipe = self.script.registered_client.pipeline(transaction=False)
+        client = self.script.registered_client
+        assert not isinstance(client, RedisCluster)  # RedisStore refuses min_replicas there
+        pipe = client.pipeline(transaction=False)
         async with pipe:
             await self.script(keys=keys, args=args, client=pipe)
             pipe.set(f"{keys[0]}:replicated", b"1", px=MARK_TTL_MS)

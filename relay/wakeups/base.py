@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from relay.cursor import Cursor
+from relay.cursor import Cursor, to_cursor
 from relay.events import StoredEvent
 
 
@@ -46,7 +46,7 @@ def parse_hint(data: bytes) -> Hint | None:
         account = fields[0].decode()
     except UnicodeDecodeError:
         return None
-    prev, timestamp, low = (int(f) for f in fields[1:])
+    prev, timestamp, low = (to_cursor(f) for f in fields[1:])
     return Hint(account, prev, timestamp, low, member if newline else None)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import RedisError
 
 from relay.wakeups.pubsub import subscriber_options
@@ -33,7 +33,7 @@ async def read_masters(urls: list[str], timeout: float) -> list[Master]:
         )
         try:
             await cluster.nodes_manager.initialize()  # the map only (no COMMAND table)
-            by_master: dict[str, tuple[Any, set[int]]] = {}
+            by_master: dict[str, tuple[ClusterNode, set[int]]] = {}
             for slot, nodes in cluster.nodes_manager.slots_cache.items():
                 by_master.setdefault(nodes[0].name, (nodes[0], set()))[1].add(slot)
             return [

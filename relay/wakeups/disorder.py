@@ -58,12 +58,14 @@ class Disorder:
         self.handler.on_gap(is_affected)
 
 
-def with_disorder(handler: WakeupHandler, environ: Mapping[str, str] | None = None):
+def with_disorder(
+    handler: WakeupHandler, environ: Mapping[str, str] | None = None
+) -> WakeupHandler:
     """`handler`, behind a Disorder when the test hook's variable is set."""
     spec = (os.environ if environ is None else environ).get(ENV, "")
     if not spec:
         return handler
-    odds = {}
+    odds: dict[str, float] = {}
     for part in spec.split(","):
         name, _, value = part.partition("=")
         odds[name.strip()] = float(value)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -21,10 +23,10 @@ from relay.wakeups.base import WakeupHandler, parse_hint
 from relay.wakeups.channels import WAKE_CHANNEL
 from relay.wakeups.tasks import quietly, raise_if_cancelled
 
-MessageHandler = Callable[[dict], Awaitable[None]]
+MessageHandler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def subscriber_options(timeout: float) -> dict:
+def subscriber_options(timeout: float) -> dict[str, Any]:
     """No retries: a silent reconnect would hide the hints lost while it was away."""
     return {
         "protocol": 2,
@@ -70,7 +72,7 @@ class PubSubBroker:
 
 
 def hints_to(handler: WakeupHandler, kind: str) -> MessageHandler:
-    async def handle(message: dict) -> None:
+    async def handle(message: dict[str, Any]) -> None:
         if message.get("type") == kind:
             hint = parse_hint(message["data"])
             if hint is not None:
@@ -79,7 +81,7 @@ def hints_to(handler: WakeupHandler, kind: str) -> MessageHandler:
     return handle
 
 
-async def listen(pubsub, handle: MessageHandler, timeout: float, ping_every: float) -> None:
+async def listen(pubsub: PubSub, handle: MessageHandler, timeout: float, ping_every: float) -> None:
     """Hand every message to `handle` until the connection fails or goes silent."""
     last_heard = time.monotonic()
     pinged = False

@@ -22,7 +22,8 @@ class RedisBroker:
         url = self.store.url
         if url is None:
             handler.on_state(False, "no url to subscribe with")
-            await asyncio.Event().wait()
+            await asyncio.Event().wait()  # until cancelled
+            return
         backoff = 0.05
         while True:  # the mode is known once Redis has answered
             try:

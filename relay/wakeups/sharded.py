@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.connection import Connection
 from redis.exceptions import MovedError, ResponseError
 
 from relay.wakeups.base import WakeupHandler, parse_hint
@@ -108,7 +110,7 @@ class ShardHints:
                 backoff = min(backoff * 2, 2.0)
 
     async def _until_reshard(
-        self, tasks: list[asyncio.Task], masters: list[Master], known: list[str]
+        self, tasks: list[asyncio.Task[None]], masters: list[Master], known: list[str]
     ) -> str:
         """Until a subscription gives up on the map, or the map disagrees with ours: read
         every `map_check` seconds, and every second while a master is down (to find the
@@ -187,7 +189,7 @@ class _Subscription:
         self.hints = hints
         self.master = master
         self.slots = set(master.slots)
-        self.live: Any = None  # the PubSub, once every slot's channel is confirmed
+        self.live: PubSub | None = None  # once every slot's channel is confirmed
         self.adding: set[int] = set()  # slots that moved here, not yet confirmed
 
     async def run(self) -> None:
@@ -237,13 +239,14 @@ class _Subscription:
             self.adding.add(slot)
             await self.live.execute_command("SSUBSCRIBE", slot_channel(slot))
 
-    async def _subscribe_all(self, pubsub) -> None:
+    async def _subscribe_all(self, pubsub: PubSub) -> None:
         """SSUBSCRIBE takes the channels of one slot only, so the commands go out in one
         pipelined write (one call per channel takes ~1 s for a third of the slots; this
         ~0.2 s), then every confirmation is awaited."""
         pending = set(self.slots)
         await pubsub.ssubscribe(slot_channel(min(pending)))
-        connection = pubsub.connection
+        # Connected by the ssubscribe above (redis-py's PubSub declares it as only None).
+        connection = cast(Connection, pubsub.connection)
         rest = sorted(pending - {min(pending)})
         if rest:
             await connection.send_packed_command(
@@ -260,7 +263,7 @@ class _Subscription:
                 else:
                     await self._handle(message, pubsub)
 
-    async def _handle(self, message: dict, pubsub: Any = None) -> None:
+    async def _handle(self, message: dict[str, Any], pubsub: PubSub | None = None) -> None:
         kind = message.get("type")
         if kind == "smessage":
             hint = parse_hint(message["data"])
@@ -268,7 +271,9 @@ class _Subscription:
                 self.hints.handler.on_hint(hint)
         elif kind == "sunsubscribe":
             # This master gave the slot away; asked again, it names the new owner (MOVED).
-            await (pubsub or self.live).execute_command("SSUBSCRIBE", message["channel"])
+            target = pubsub or self.live
+            assert target is not None  # listen() runs only once `live` is set
+            await target.execute_command("SSUBSCRIBE", message["channel"])
         elif kind == "ssubscribe":
             slot = channel_slot(message["channel"])
             if slot not in self.adding:

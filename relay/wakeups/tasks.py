@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Iterable
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -22,7 +23,7 @@ def raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-async def cancel_and_wait(tasks: Iterable[asyncio.Task], timeout: float = 5.0) -> None:
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]], timeout: float = 5.0) -> None:
     """Cancel `tasks` until they have ended (re-cancelling every 0.1 s, at most `timeout`),
     and retrieve their exceptions so asyncio does not log them at exit."""
     tasks = list(tasks)
@@ -40,7 +41,7 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Task], timeout: float = 5.0) -
             task.exception()
 
 
-async def quietly(awaitable: Awaitable) -> None:
+async def quietly(awaitable: Awaitable[object]) -> None:
     """Close something being thrown away. Bounded: a close that races a cancelled connect
     can wait on a lock nobody releases, and shutdown must not hang on it."""
     with contextlib.suppress(RedisError, OSError, TimeoutError, RuntimeError):
