@@ -13,7 +13,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from relay import __version__
@@ -83,10 +83,13 @@ def serve(args: argparse.Namespace) -> int:
     from relay.app import REUSE_PORT, create_app
     from relay.serving import ListenError, serve_until_signalled
 
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None
     try:
         import uvloop
+
+        loop_factory = uvloop.new_event_loop
     except ImportError:
-        uvloop = None
+        loop_factory = None
     app = create_app(settings)
     app[REUSE_PORT] = bool(args.reuse_port)
     # Everything imported and built so far lives as long as the process: move it out of the
@@ -105,7 +108,7 @@ def serve(args: argparse.Namespace) -> int:
         metrics_port=settings.metrics_port,
     )
     try:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop if uvloop else None) as runner:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
             runner.run(running)
     except ListenError as error:
         print(f"relay: {error}", file=sys.stderr)
