@@ -19,7 +19,7 @@ from relay import clock
 from relay.auth import Viewer
 from relay.cursor import Cursor, format_cursor
 from relay.events import StoredEvent
-from relay.fanout.poll import sees
+from relay.fanout.poll import for_everyone, routed_to
 from relay.fanout.sse import event_frame
 from relay.wakeups.base import Hint
 
@@ -54,16 +54,17 @@ class Parked:
 class _Frames:
     """One hint's frames, built once for all the streams it is pushed to."""
 
-    __slots__ = ("_hidden", "_id", "_shown", "event")
+    __slots__ = ("_everyone", "_hidden", "_id", "_shown", "event")
 
     def __init__(self, event: StoredEvent) -> None:
         self.event = event
+        self._everyone = for_everyone(event)  # once per hint, not once per stream
         self._id = format_cursor(event.timestamp).encode()
         self._shown: bytes | None = None
         self._hidden: bytes | None = None
 
     def for_viewer(self, viewer: Viewer) -> bytes:
-        if sees(self.event, viewer):
+        if (viewer.chats is None and self._everyone) or routed_to(self.event, viewer):
             if self._shown is None:
                 self._shown = event_frame(self.event.wire(), self._id)
             return self._shown
