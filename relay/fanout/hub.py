@@ -58,7 +58,6 @@ class Hub:
         self._parked: dict[str, dict[Parked, None]] = {}
         self.tails = Tails(metrics or Metrics(), tail_max_bytes, tail_max_events, watermark_ttl)
         self.watermark_ttl = watermark_ttl
-        self.wakeups = 0
         self._listeners: list[Callable[[str], None]] = []
 
     def add_listener(self, listener: Callable[[str], None]) -> None:
@@ -142,10 +141,6 @@ class Hub:
             self._fire(account)
             self._wake_parked(account)
 
-    def is_head(self, account: str, cursor: Cursor) -> bool:
-        """True when a read at `cursor` is known to be empty without asking the store."""
-        return self.hints_up and self.tails.head(account) == cursor
-
     def wake_all(self) -> None:
         """Every waiter re-reads: after a hint gap, a reconnect, or on shutdown."""
         for account in list(self._rounds):
@@ -192,11 +187,9 @@ class Hub:
             return
         if round_.signal is not None and not round_.signal.done():
             round_.signal.set_result(None)
-            self.wakeups += 1
         for future in round_.waiters:
             if not future.done():
                 future.set_result(None)
-                self.wakeups += 1
 
     def _wake_parked(self, account: str) -> None:
         for parked in self._parked.pop(account, ()):
