@@ -29,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from relay.cursor import Cursor, to_cursor
 from relay.errors import StoreUnavailable
 from relay.events import Appended, Event, StoredEvent
+from relay.store.asking import send_asking_on_its_commands_connection
 from relay.store.base import Page, Retention, page_from
 from relay.store.connections import RedisClient, client_from_url
 from relay.store.keys import clock_key, ids_key, meta_key, stream_key
@@ -96,6 +97,7 @@ def connect(url: str, timeout: float, in_flight: int = MAX_IN_FLIGHT) -> redis.R
 def connect_cluster(url: str, timeout: float, in_flight: int = MAX_IN_FLIGHT) -> RedisCluster:
     """A Cluster client seeded by any node's URL: it learns the slot map, follows MOVED and
     ASK, and re-reads the map after a failover. Nothing is opened until the first call."""
+    send_asking_on_its_commands_connection()
     return RedisCluster.from_url(
         url,
         **_options(timeout, in_flight),
