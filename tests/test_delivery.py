@@ -116,7 +116,15 @@ async def test_trimmed_before_delivery_sends_one_reset_then_the_rest_once(
     make_settings, client_for, receiver
 ):
     healthy = {"on": True}
-    receiver.behaviour = lambda path, event, n: 204 if healthy["on"] else 500
+    refused: list[dict] = []
+
+    def behaviour(path: str, event: dict, n: int) -> int:
+        if healthy["on"]:
+            return 204
+        refused.append(event)
+        return 500
+
+    receiver.behaviour = behaviour
     subs = {"crm": subscriber("crm", receiver.url("crm"))}
     settings = make_settings(subscribers=subs, delivery=FAST, retention=Retention(max_events=5))
     client = await client_for(settings)
@@ -126,6 +134,15 @@ async def test_trimmed_before_delivery_sends_one_reset_then_the_rest_once(
     stamps = []
     for i in range(20):
         stamps += await publish_ids(client, "acme", [f"e{i}"])
+    # Healthy again only once the final reset has been tried: a reset read before the last
+    # trim and answered after the switch would be delivered (rightly) as a reset of its own.
+    final = parse_cursor(stamps[14])
+
+    def final_reset_tried() -> bool:
+        resets = [e for e in refused if e.get("type") == "relay.reset"]
+        return any(parse_cursor(e["timestamp"]) == final for e in resets)
+
+    await receiver.wait_for(final_reset_tried)
     healthy["on"] = True
     await receiver.wait_for(lambda: len(receiver.delivered()) >= 7)
     await asyncio.sleep(0.5)  # time for a duplicate to show up, if there were one
