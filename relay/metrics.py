@@ -66,6 +66,19 @@ class Timing:
         self.sum += amount
         self.counts[bisect.bisect_left(self.bounds, amount)] += 1
 
+    def observe_lags(self, now_us: int, stamps: list[int]) -> None:
+        """observe() each event's age in seconds, `now_us` minus its stamp (never below
+        0). The events of one answer are mostly of one bucket (a poll's ten, a batch):
+        then it is counted once, not once per event."""
+        oldest, newest = (now_us - min(stamps)) / 1e6, (now_us - max(stamps)) / 1e6
+        bucket = bisect.bisect_left(self.bounds, oldest)
+        if newest >= 0 and bucket == bisect.bisect_left(self.bounds, newest):
+            self.counts[bucket] += len(stamps)
+            self.sum += (now_us * len(stamps) - sum(stamps)) / 1e6
+            return
+        for stamp in stamps:
+            self.observe(max(0, now_us - stamp) / 1e6)
+
     def flush(self) -> None:
         for i, count in enumerate(self.counts):
             if count != self.flushed_counts[i]:

@@ -272,11 +272,9 @@ class Live:
 
     def observe_delivery(self, mode: str, stamps: list[Cursor]) -> None:
         if stamps:
-            now = clock.now_us()
             metrics = self.metrics
             lag = self._sse_lag if mode == "sse" else metrics.child(metrics.delivery_lag, mode)
-            for stamp in stamps:
-                lag.observe(max(0, now - stamp) / 1e6)
+            lag.observe_lags(clock.now_us(), stamps)
 
 
 async def _woken(future: asyncio.Future[None], timeout: float) -> bool:

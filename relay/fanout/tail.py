@@ -31,6 +31,14 @@ from relay.wakeups.base import Hint, IsAffected
 # estimate that keeps the byte bound honest for tails of many small events.
 TAIL_OVERHEAD = 400
 EVENT_OVERHEAD = 120
+
+
+def event_bytes(event: StoredEvent) -> int:
+    """An event's share of the bound: its stored bytes, and as much again for the wire
+    form the first answer that carries it keeps (StoredEvent.wire)."""
+    return 2 * len(event.member) + EVENT_OVERHEAD
+
+
 # Accounts without a tail whose latest hint is remembered (for reads in flight).
 UNTRACKED_MAX = 4096
 
@@ -50,7 +58,7 @@ class _Tail:
     def add(self, event: StoredEvent) -> int:
         self.stamps.append(event.timestamp)
         self.events.append(event)
-        size = len(event.member) + EVENT_OVERHEAD
+        size = event_bytes(event)
         self.bytes += size
         return size
 
@@ -60,7 +68,7 @@ class _Tail:
         cut = bisect.bisect_right(self.stamps, self.low)
         if not cut:
             return 0
-        freed = sum(len(event.member) + EVENT_OVERHEAD for event in self.events[:cut])
+        freed = sum(event_bytes(event) for event in self.events[:cut])
         del self.stamps[:cut], self.events[:cut]
         self.bytes -= freed
         return freed
@@ -201,14 +209,15 @@ class Tails:
             return  # no live interest (yet)
         if hint.timestamp <= tail.head:
             return  # nothing new: a duplicate or a late hint
-        if hint.prev != tail.head or hint.member is None:
+        event = hint.event
+        if hint.prev != tail.head or event is None:
             # Something between head and this event may be unknown here (or this event's
             # body is): keep only what is certain, the head itself.
             self._drop("prev_mismatch" if hint.prev != tail.head else "no_body")
             self.bytes -= tail.raise_low(hint.timestamp)
             tail.head = tail.low = hint.timestamp
         else:
-            self.bytes += tail.add(StoredEvent(hint.timestamp, hint.member))
+            self.bytes += tail.add(event)
             tail.head = hint.timestamp
         tail.confirmed_at = time.monotonic()
         if hint.low > tail.low:  # a trim passed the tail's low end

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from relay.cursor import Cursor, to_cursor
@@ -25,10 +25,17 @@ class Hint:
     timestamp: Cursor
     low: Cursor
     member: bytes | None
+    # One StoredEvent per hint, for the tail and the streams it is pushed to alike: its
+    # wire form is then made once (StoredEvent.wire).
+    _event: StoredEvent | None = field(default=None, init=False, compare=False, repr=False)
 
     @property
     def event(self) -> StoredEvent | None:
-        return None if self.member is None else StoredEvent(self.timestamp, self.member)
+        event = self._event
+        if event is None and self.member is not None:
+            event = StoredEvent(self.timestamp, self.member)
+            object.__setattr__(self, "_event", event)
+        return event
 
     def encode(self) -> bytes:
         header = b"%s %d %d %d" % (self.account.encode(), self.prev, self.timestamp, self.low)
