@@ -33,4 +33,4 @@ def _release_to_the_front(self: ClusterNode, connection: Any) -> None:
 
 def send_asking_on_its_commands_connection() -> None:
     """Idempotent; the cluster store calls it before making its client."""
-    ClusterNode.release = _release_to_the_front  # type: ignore[method-assign]
+    setattr(ClusterNode, "release", _release_to_the_front)  # noqa: B010 (a named patch)
