@@ -137,9 +137,9 @@ def test_a_hint_heard_while_the_seeding_read_was_in_flight_blocks_the_seed():
 
 
 def test_the_byte_bound_holds_under_10000_accounts_with_live_interest():
-    """10 000 accounts, each seeded by a read and then fed 20 hints of ~300 bytes: the
-    process bound (2 MiB here) holds, least recently used first, and the estimate is
-    honest about what Python really holds."""
+    """10 000 accounts, each seeded by a read, fed 20 hints of ~300 bytes and read (each
+    event keeping its wire form): the process bound (2 MiB here) holds, least recently used
+    first, and the estimate is honest about what Python really holds."""
     bound = 2 << 20
     tracemalloc.start()
     made = tails(max_bytes=bound, max_events=50)
@@ -151,6 +151,8 @@ def test_the_byte_bound_holds_under_10000_accounts_with_live_interest():
             made.hint(
                 Hint(account, 1000 + i, 1001 + i, 0, member(i, 250)),
             )
+        for answered in made.read(account, 1000, 100).events:
+            assert answered.wire() is answered.wire()  # made once, then kept
         assert made.bytes <= bound
     held = tracemalloc.get_traced_memory()[0] - baseline
     tracemalloc.stop()
