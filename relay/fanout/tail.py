@@ -31,16 +31,14 @@ from relay.wakeups.base import Hint, IsAffected
 # estimate that keeps the byte bound honest for tails of many small events.
 TAIL_OVERHEAD = 400
 EVENT_OVERHEAD = 120
+# Accounts without a tail whose latest hint is remembered (for reads in flight).
+UNTRACKED_MAX = 4096
 
 
 def event_bytes(event: StoredEvent) -> int:
     """An event's share of the bound: its stored bytes, and as much again for the wire
     form the first answer that carries it keeps (StoredEvent.wire)."""
     return 2 * len(event.member) + EVENT_OVERHEAD
-
-
-# Accounts without a tail whose latest hint is remembered (for reads in flight).
-UNTRACKED_MAX = 4096
 
 
 @dataclass(slots=True)
