@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from relay.appkeys import LIVE
+from relay.gc_pacing import GcPacer
 
 
 class ListenError(Exception):
@@ -72,7 +73,20 @@ async def serve_until_signalled(
         raise ListenError(listen_problem(host, port, error)) from None
     bound = runner.addresses[0][1] if runner.addresses else port
     log.info("relay.listening", host=host, port=bound, pid=os.getpid(), **fields)
+    with GcPacer():
+        received, drained, started = await _until_signalled(app, runner, log)
+    log.info(
+        "relay.stopped",
+        signal=signal.Signals(received).name,
+        seconds=round(time.monotonic() - started, 3),
+        drained=drained,
+    )
 
+
+async def _until_signalled(
+    app: web.Application, runner: web.AppRunner, log: Any
+) -> tuple[int, dict[str, int], float]:
+    """Wait for SIGTERM/SIGINT, then drain: the signal, what was drained, and when."""
     stop: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     loop = asyncio.get_running_loop()
 
@@ -93,9 +107,4 @@ async def serve_until_signalled(
     }
     log.info("relay.stopping", signal=signal.Signals(received).name, **drained)
     await runner.cleanup()
-    log.info(
-        "relay.stopped",
-        signal=signal.Signals(received).name,
-        seconds=round(time.monotonic() - started, 3),
-        drained=drained,
-    )
+    return received, drained, started

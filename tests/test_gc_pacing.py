@@ -1,0 +1,90 @@
+"""The paced collector: cyclic garbage is still collected with CPython's automatic
+collection off, full collections keep their spacing, and the process gets its own
+collector back."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+
+from relay.gc_pacing import GcPacer
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def cycle() -> tuple[Node, weakref.ref[Node]]:
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return a, weakref.ref(a)
+
+
+async def ticks(pacer: GcPacer, n: int) -> None:
+    start = pacer.ticks
+    while pacer.ticks < start + n:
+        await asyncio.sleep(pacer.young_every)
+
+
+async def test_young_cycles_are_collected_with_automatic_collection_off() -> None:
+    with GcPacer(young_every=0.001) as pacer:
+        assert not gc.isenabled()
+        node, ref = cycle()
+        del node
+        await ticks(pacer, 2)
+        assert ref() is None
+    assert gc.isenabled()
+
+
+async def test_cycles_that_reached_the_oldest_generation_wait_for_the_spacing() -> None:
+    with GcPacer(young_every=0.001, middle_every=2, full_spacing=3600) as pacer:
+        held, ref = cycle()
+        gc.collect(1)  # survives into the oldest generation
+        del held
+        pacer.long_lived = 10**9  # a heap far from doubling
+        pacer.promoted = 10**9 // 2  # and well past a quarter promoted
+        await ticks(pacer, 6)
+        assert ref() is not None, "a full collection ran before its spacing"
+        assert pacer.full_collections == 0
+        pacer.full_spacing = 0
+        await ticks(pacer, 4)
+        assert ref() is None
+        assert pacer.full_collections >= 1
+
+
+async def test_a_doubled_heap_is_collected_at_once() -> None:
+    with GcPacer(young_every=0.001, middle_every=2, full_spacing=3600) as pacer:
+        held, ref = cycle()
+        gc.collect(1)
+        del held
+        pacer.long_lived = 1  # the oldest generation now holds far more than twice that
+        pacer.promoted = 2
+        await ticks(pacer, 4)
+        assert ref() is None
+        assert pacer.full_collections >= 1
+
+
+async def test_nothing_to_promote_means_no_full_collection() -> None:
+    with GcPacer(young_every=0.001, middle_every=2, full_spacing=0) as pacer:
+        await ticks(pacer, 2)
+        pacer.long_lived = 10**9
+        pacer.promoted = 0
+        before = pacer.full_collections
+        await ticks(pacer, 6)
+        assert pacer.full_collections == before
+
+
+def test_stop_leaves_a_disabled_collector_disabled() -> None:
+    gc.disable()
+    try:
+
+        async def run() -> None:
+            with GcPacer(young_every=0.001) as pacer:
+                await ticks(pacer, 1)
+
+        asyncio.run(run())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
