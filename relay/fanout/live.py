@@ -17,7 +17,7 @@ from relay.auth import Viewer
 from relay.cursor import Cursor, format_cursor
 from relay.fanout.hub import Hub, Round
 from relay.fanout.limits import Slots
-from relay.fanout.poll import PollAnswer, render, visible
+from relay.fanout.poll import PollAnswer, SharedAnswers, visible
 from relay.fanout.push import Parked, PushTarget
 from relay.logs import get_logger
 from relay.metrics import Metrics
@@ -79,6 +79,7 @@ class Live:
         )
         self._closing: asyncio.Future[None] | None = None
         self._empty_bodies: dict[Cursor, bytes] = {}
+        self._answers = SharedAnswers()
         self._shared_reads: dict[tuple[str, Cursor, int], _SharedRead] = {}
 
     # -- lifecycle --------------------------------------------------------------------
@@ -181,7 +182,7 @@ class Live:
             page = await self._read_armed(account, round_, since, limit)
         else:
             page = await self._read_store(account, since, limit)
-        return render(page, viewer)
+        return self._answers.render(account, since, page, viewer)
 
     async def long_poll(
         self, viewer: Viewer, since: Cursor | None, limit: int, wait: float

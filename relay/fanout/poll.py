@@ -50,6 +50,38 @@ def visible(page: Page, viewer: Viewer) -> tuple[list[bytes], list[Cursor]]:
     return wires, stamps
 
 
+class SharedAnswers:
+    """Answers that every viewer of an account gets alike, rendered once.
+
+    An inbox's agents all poll the same account and, following the same events, ask with
+    the same cursors: when a page holds only events for everyone and the viewer sees every
+    chat, its bytes are the same for all of them. A page that is not a reset is fixed by
+    its account, its two cursors and `more` (committed events never change), so it can be
+    kept; a reset page starts wherever the trim has got to, so it never is."""
+
+    def __init__(self, max_bytes: int = 4 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self._answers: dict[tuple[str, Cursor | None, Cursor, bool], PollAnswer] = {}
+        self._bytes = 0
+
+    def render(self, account: str, since: Cursor | None, page: Page, viewer: Viewer) -> PollAnswer:
+        if viewer.chats is not None or page.reset or not page.events:
+            return render(page, viewer)
+        key = (account, since, page.cursor, page.more)
+        answer = self._answers.get(key)
+        if answer is None:
+            answer = render(page, viewer)
+            if len(answer.delivered) == len(page.events) and all(map(for_everyone, page.events)):
+                # The body, and the events' wire forms it keeps alive past the tail.
+                size = 2 * len(answer.body)
+                if self._bytes + size > self.max_bytes:
+                    self._answers.clear()
+                    self._bytes = 0
+                self._answers[key] = answer
+                self._bytes += size
+        return answer
+
+
 def render(page: Page, viewer: Viewer) -> PollAnswer:
     wires, stamps = visible(page, viewer)
     body = b'{"timestamp":"%s","updates":[%s],"has_updates":%s,"more":%s,"reset":%s}' % (
