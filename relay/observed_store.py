@@ -20,8 +20,9 @@ class ObservedStore:
         # the fan-out serves this process's own writes before their hints arrive.
         self.on_stored: Callable[[str, Cursor], None] | None = None
         self.engine = store.engine
-        self._append_latency = metrics.store_latency.labels("append")
-        self._read_latency = metrics.store_latency.labels("read")
+        self._append_latency = metrics.child(metrics.store_latency, "append")
+        self._read_latency = metrics.child(metrics.store_latency, "read")
+        # Errors stay plain children: store_health reads the counter itself.
         self._append_errors = metrics.store_errors.labels("append")
         self._read_errors = metrics.store_errors.labels("read")
         self._ping_errors = metrics.store_errors.labels("ping")

@@ -6,7 +6,8 @@ Answers only after the events are stored; the same id published again is stored 
 from __future__ import annotations
 
 import asyncio
-import uuid
+import itertools
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -17,6 +18,17 @@ from relay.events import Appended, Event, check_account
 from relay.store.base import Store
 
 MAX_EVENTS_PER_PUBLISH = 1000
+# Generated ids only need to be unique within an account: a random per-process prefix
+# and a counter (32 hex digits, as uuid4().hex was) cost a fraction of uuid4(), which
+# read 16 random bytes from the OS per event.
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count(1)
+
+
+def new_event_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
 _FIELDS = frozenset({"account", "type", "id", "chat_id", "audience", "data"})
 
 
@@ -51,7 +63,7 @@ def _event(item: Any, index: int) -> Event:
     event_id = item.get("id")
     if event_id is None:
         # Generated before the store call, so a retried call keeps the same id.
-        event_id = uuid.uuid4().hex
+        event_id = new_event_id()
     elif not isinstance(event_id, str | int) or not 1 <= len(str(event_id)) <= 256:
         raise BadRequest(f"{where}: id must be a string of 1-256 characters", code="bad_event")
     chat_id = item.get("chat_id")

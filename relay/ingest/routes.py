@@ -162,11 +162,11 @@ async def accept(
     except RelayError:
         counted.labels(source.name, source.provider, "error").inc()
         raise
-    counted.labels(source.name, source.provider, result.outcome).inc()
-    appended_types = metrics.events_appended
+    # Labels bounded by the configured sources and the known event types.
+    metrics.child(counted, source.name, source.provider, result.outcome).inc()
     for event, outcome in zip(result.events, result.appended, strict=True):
         if not outcome.duplicate:
-            appended_types.labels(event_type_label(event.type)).inc()
+            metrics.child(metrics.events_appended, event_type_label(event.type)).inc()
     return render(result.ack)
 
 
