@@ -28,8 +28,19 @@ async def ticks(pacer: GcPacer, n: int) -> None:
         await asyncio.sleep(pacer.young_every)
 
 
+async def test_the_young_generations_are_collected_only_once_they_fill_up() -> None:
+    with GcPacer(young_every=0.001, young_max=10**9) as pacer:
+        node, ref = cycle()
+        del node
+        await ticks(pacer, 3)
+        assert ref() is not None and pacer.young_collections == 0
+        pacer.young_max = 0
+        await ticks(pacer, 2)
+        assert ref() is None
+
+
 async def test_young_cycles_are_collected_with_automatic_collection_off() -> None:
-    with GcPacer(young_every=0.001) as pacer:
+    with GcPacer(young_every=0.001, young_max=0) as pacer:
         assert not gc.isenabled()
         node, ref = cycle()
         del node
@@ -39,7 +50,7 @@ async def test_young_cycles_are_collected_with_automatic_collection_off() -> Non
 
 
 async def test_cycles_that_reached_the_oldest_generation_wait_for_the_spacing() -> None:
-    with GcPacer(young_every=0.001, middle_every=2, full_spacing=3600) as pacer:
+    with GcPacer(young_every=0.001, young_max=0, full_spacing=3600) as pacer:
         held, ref = cycle()
         gc.collect(1)  # survives into the oldest generation
         del held
@@ -55,7 +66,7 @@ async def test_cycles_that_reached_the_oldest_generation_wait_for_the_spacing() 
 
 
 async def test_a_doubled_heap_is_collected_at_once() -> None:
-    with GcPacer(young_every=0.001, middle_every=2, full_spacing=3600) as pacer:
+    with GcPacer(young_every=0.001, young_max=0, full_spacing=3600) as pacer:
         held, ref = cycle()
         gc.collect(1)
         del held
@@ -67,7 +78,7 @@ async def test_a_doubled_heap_is_collected_at_once() -> None:
 
 
 async def test_nothing_to_promote_means_no_full_collection() -> None:
-    with GcPacer(young_every=0.001, middle_every=2, full_spacing=0) as pacer:
+    with GcPacer(young_every=0.001, young_max=0, full_spacing=0) as pacer:
         await ticks(pacer, 2)
         pacer.long_lived = 10**9
         pacer.promoted = 0
@@ -81,7 +92,7 @@ def test_stop_leaves_a_disabled_collector_disabled() -> None:
     try:
 
         async def run() -> None:
-            with GcPacer(young_every=0.001) as pacer:
+            with GcPacer(young_every=0.001, young_max=0) as pacer:
                 await ticks(pacer, 1)
 
         asyncio.run(run())
