@@ -18,6 +18,10 @@ generation since the last one exceed a quarter of those it left; Python cannot r
 CPython's counters, so the pacer counts them itself), and run at most once per
 `full_spacing` seconds unless the oldest generation has doubled: cyclic garbage waits at
 most that long, and a heap that grows fast is still collected at once.
+
+CPython's own trigger stays on as a backstop, raised to `burst_max` net allocations and
+for generation 0 only: in a burst (thousands of streams opening at once) the young
+generation cannot grow without bound between two ticks.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from dataclasses import dataclass, field
 YOUNG_EVERY = 0.05  # seconds between looks at the young generations
 YOUNG_MAX = 3_000  # objects in generation 0 when it is collected (about 0.7 µs each)
 FULL_SPACING = 60.0  # seconds between full collections, unless the heap has doubled
+BURST_MAX = 10_000  # net allocations that start a young collection between ticks
+_NEVER = 1 << 30  # CPython's generation-1 and -2 triggers: the pacer runs those
 
 
 @dataclass
@@ -37,6 +43,7 @@ class GcPacer:
     young_every: float = YOUNG_EVERY
     young_max: int = YOUNG_MAX
     full_spacing: float = FULL_SPACING
+    burst_max: int = BURST_MAX
     ticks: int = 0
     young_collections: int = 0
     full_collections: int = 0
@@ -45,12 +52,12 @@ class GcPacer:
     promoted: int = 0
     last_full: float = field(default_factory=time.monotonic)
     _handle: asyncio.TimerHandle | None = None
-    _was_enabled: bool = True
+    _thresholds: tuple[int, int, int] = (700, 10, 10)
 
     def start(self) -> None:
         """Take over from CPython's automatic collection until stop()."""
-        self._was_enabled = gc.isenabled()
-        gc.disable()
+        self._thresholds = gc.get_threshold()
+        gc.set_threshold(self.burst_max, _NEVER, _NEVER)
         self.long_lived = len(gc.get_objects(2))
         self._handle = asyncio.get_running_loop().call_later(self.young_every, self._tick)
 
@@ -65,8 +72,7 @@ class GcPacer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        if self._was_enabled:
-            gc.enable()
+        gc.set_threshold(*self._thresholds)
 
     def _tick(self) -> None:
         self.ticks += 1
