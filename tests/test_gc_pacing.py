@@ -22,6 +22,14 @@ def cycle() -> tuple[Node, weakref.ref[Node]]:
     return a, weakref.ref(a)
 
 
+def old_garbage() -> weakref.ref[Node]:
+    """A cycle that became garbage only after it had reached the oldest generation."""
+    held, ref = cycle()
+    gc.collect(1)  # survives into the oldest generation
+    del held
+    return ref
+
+
 async def ticks(pacer: GcPacer, n: int) -> None:
     start = pacer.ticks
     while pacer.ticks < start + n:
@@ -52,9 +60,7 @@ async def test_young_cycles_are_collected_with_cpythons_triggers_raised() -> Non
 
 async def test_cycles_that_reached_the_oldest_generation_wait_for_the_spacing() -> None:
     with GcPacer(young_every=0.001, young_max=0, full_spacing=3600) as pacer:
-        held, ref = cycle()
-        gc.collect(1)  # survives into the oldest generation
-        del held
+        ref = old_garbage()
         pacer.long_lived = 10**9  # a heap far from doubling
         pacer.promoted = 10**9 // 2  # and well past a quarter promoted
         await ticks(pacer, 6)
@@ -68,9 +74,7 @@ async def test_cycles_that_reached_the_oldest_generation_wait_for_the_spacing() 
 
 async def test_a_doubled_heap_is_collected_at_once() -> None:
     with GcPacer(young_every=0.001, young_max=0, full_spacing=3600) as pacer:
-        held, ref = cycle()
-        gc.collect(1)
-        del held
+        ref = old_garbage()
         pacer.long_lived = 1  # the oldest generation now holds far more than twice that
         pacer.promoted = 2
         await ticks(pacer, 4)
