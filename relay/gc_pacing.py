@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 YOUNG_EVERY = 0.05  # seconds between looks at the young generations
 YOUNG_MAX = 3_000  # objects in generation 0 when it is collected (about 0.7 µs each)
@@ -51,13 +53,18 @@ class GcPacer:
     long_lived: int = 0
     promoted: int = 0
     last_full: float = field(default_factory=time.monotonic)
+    # Told each collection's generation and its length in seconds (the pause metric).
+    on_pause: Callable[[int, float], None] | None = None
     _handle: asyncio.TimerHandle | None = None
     _thresholds: tuple[int, int, int] = (700, 10, 10)
+    _started: float = 0.0
 
     def start(self) -> None:
         """Take over from CPython's automatic collection until stop()."""
         self._thresholds = gc.get_threshold()
         gc.set_threshold(self.burst_max, _NEVER, _NEVER)
+        if self.on_pause is not None:
+            gc.callbacks.append(self._timed)
         self.long_lived = len(gc.get_objects(2))
         self._handle = asyncio.get_running_loop().call_later(self.young_every, self._tick)
 
@@ -73,6 +80,15 @@ class GcPacer:
             self._handle.cancel()
             self._handle = None
         gc.set_threshold(*self._thresholds)
+        if self._timed in gc.callbacks:
+            gc.callbacks.remove(self._timed)
+
+    def _timed(self, phase: str, info: dict[str, Any]) -> None:
+        """Every collection, the pacer's and CPython's backstop alike."""
+        if phase == "start":
+            self._started = time.perf_counter()
+        elif self.on_pause is not None:
+            self.on_pause(info["generation"], time.perf_counter() - self._started)
 
     def _tick(self) -> None:
         self.ticks += 1

@@ -168,6 +168,16 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.gc_pauses = Histogram(
+            "relay_gc_pause_seconds",
+            "Collections of the cyclic garbage collector, by generation: every stream and "
+            "waiter of the process waits this long",
+            ["generation"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        for generation in ("0", "1", "2"):
+            self.gc_pauses.labels(generation)
         self.sse_pushed_events = Counter(
             "relay_sse_pushed_events_total",
             "Events written to SSE streams at the head straight from their hint",

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from relay.appkeys import LIVE
+from relay.appkeys import LIVE, METRICS
 from relay.gc_pacing import GcPacer
 
 
@@ -73,7 +73,8 @@ async def serve_until_signalled(
         raise ListenError(listen_problem(host, port, error)) from None
     bound = runner.addresses[0][1] if runner.addresses else port
     log.info("relay.listening", host=host, port=bound, pid=os.getpid(), **fields)
-    with GcPacer():
+    pauses = app[METRICS].gc_pauses
+    with GcPacer(on_pause=lambda generation, seconds: pauses.labels(generation).observe(seconds)):
         received, drained, started = await _until_signalled(app, runner, log)
     log.info(
         "relay.stopped",

@@ -58,6 +58,18 @@ async def test_young_cycles_are_collected_with_cpythons_triggers_raised() -> Non
     assert gc.get_threshold() == before
 
 
+async def test_every_collection_is_reported_with_its_generation_and_length() -> None:
+    pauses: list[tuple[int, float]] = []
+    with GcPacer(young_every=0.001, young_max=0, on_pause=lambda g, s: pauses.append((g, s))):
+        await asyncio.sleep(0.02)
+        gc.collect(0)  # CPython's own collections too
+    assert {1, 0} <= {generation for generation, _ in pauses}
+    assert all(0 <= seconds < 1 for _, seconds in pauses)
+    reported = len(pauses)
+    gc.collect(0)
+    assert len(pauses) == reported, "still reporting after stop()"
+
+
 async def test_cycles_that_reached_the_oldest_generation_wait_for_the_spacing() -> None:
     with GcPacer(young_every=0.001, young_max=0, full_spacing=3600) as pacer:
         ref = old_garbage()
