@@ -1,6 +1,5 @@
 """A TCP proxy for fault tests: forwards bytes both ways and, when told, drops the
-connection right after a request went through but before its reply comes back, or holds
-every reply back for a while (a slow server)."""
+connection right after a request went through but before its reply comes back."""
 
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ class DroppingProxy:
         self.drop_next_script_reply = False
         self._dropping = False
         self.dropped = 0
-        self.reply_delay = 0.0  # seconds each chunk of replies is held back
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
 
@@ -49,8 +47,6 @@ class DroppingProxy:
                     self.dropped += 1
                     writer.transport.abort()
                     return
-                if self.reply_delay:
-                    await asyncio.sleep(self.reply_delay)
                 writer.write(data)
                 await writer.drain()
 

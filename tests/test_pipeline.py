@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from relay.errors import StoreUnavailable
 from relay.events import Event
-from relay.store.pipeline import CallExpired, Pipeliner
 from relay.store.redis import RedisStore
 from tests.proxy_tcp import DroppingProxy
 
@@ -91,29 +88,3 @@ async def test_a_caller_that_gives_up_leaves_the_others_calls_alone(redis_server
         assert {e.timestamp for e in page.events} >= {d[0].timestamp for d in done}
     finally:
         await store.close()
-
-
-async def test_each_call_of_a_pipeline_keeps_its_own_deadline(redis_server):
-    """Two calls in one pipeline to a slow server (replies held 0.5 s): the one whose
-    deadline comes first fails at it, before the reply; the other gets its reply."""
-    proxy = await DroppingProxy(redis_server.port).start()
-    store = RedisStore.from_url(f"redis://127.0.0.1:{proxy.port}/0", timeout=2.0)
-    try:
-        client = await store.connected_client()
-        pipeliner = Pipeliner(client, 4)
-        script = client.register_script("return ARGV[1]")
-        await pipeliner.call(script, ["k"], ["warm"])  # loads the script
-        before = pipeliner.pipelines
-        proxy.reply_delay = 0.5
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        hasty = pipeliner.call(script, ["k"], ["hasty"], deadline=started + 0.1)
-        patient = pipeliner.call(script, ["k"], ["patient"], deadline=started + 5)
-        with pytest.raises(CallExpired):
-            await hasty
-        assert 0.09 <= loop.time() - started < 0.4
-        assert await patient == b"patient"
-        assert pipeliner.pipelines - before == 1
-    finally:
-        await store.close()
-        await proxy.close()
