@@ -5,16 +5,13 @@ read, all per call) than per command of a pipeline. Concurrent store calls are f
 (a webhook burst, a poll storm after a deploy), so each call is queued, and at the end of
 the loop turn the queue is sent as one pipeline without a transaction (on a cluster,
 redis-py's cluster pipeline splits it per node). Every call keeps its own reply or error
-(`raise_on_error=False`), and its own deadline: at it the call fails with CallExpired,
-and the others' calls go on untouched. The deadlines are kept by one timer per pipeline,
-not one per call: `asyncio.timeout` around each call was a context, a timer and its
-cancelled handle per publish, ~6% of a publish's samples under py-spy.
+(`raise_on_error=False`), and its caller its own time budget: a caller that gives up
+leaves the others' calls untouched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,17 +24,12 @@ from relay.store.connections import RedisClient
 MAX_BATCH = 256
 
 
-class CallExpired(TimeoutError):
-    """The call's deadline passed before its pipeline was answered."""
-
-
 @dataclass(slots=True)
 class _Call:
     script: AsyncScript  # its sha, and its source for NOSCRIPT
     keys: list[str]
     args: list[Any]
     reply: asyncio.Future[Any]
-    deadline: float  # in the loop's time; inf: none
 
 
 class Pipeliner:
@@ -49,13 +41,10 @@ class Pipeliner:
         self._sending: set[asyncio.Task[None]] = set()
         self.pipelines = 0  # sent so far (a figure for tests and benchmarks)
 
-    def call(
-        self, script: AsyncScript, keys: list[str], args: list[Any], deadline: float = math.inf
-    ) -> asyncio.Future[Any]:
-        """The script's reply (or error), once the pipeline it joins has been answered;
-        CallExpired once the loop's time reaches `deadline` without it."""
+    def call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        """The script's reply (or error), once the pipeline it joins has been answered."""
         loop = asyncio.get_running_loop()
-        call = _Call(script, keys, args, loop.create_future(), deadline)
+        call = _Call(script, keys, args, loop.create_future())
         if not self._queue:
             loop.call_soon(self._flush)
         self._queue.append(call)
@@ -69,8 +58,6 @@ class Pipeliner:
                 task = asyncio.create_task(self._send(batch))
                 self._sending.add(task)
                 task.add_done_callback(self._sending.discard)
-                # Cancelled once answered: a pending timer would keep the batch alive.
-                task.add_done_callback(_Expiry(batch).cancel)
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
@@ -107,38 +94,6 @@ class Pipeliner:
             # not the command, which it routes by the keys like any other.
             pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
         return await pipe.execute(raise_on_error=False)
-
-
-class _Expiry:
-    """Fails the calls of a batch whose deadline has passed, and comes back at the next
-    one while any is still waiting. The pipeline itself goes on (redis-py's socket
-    timeout bounds it): cancelling it mid-reply would cost the connection."""
-
-    __slots__ = ("batch", "timer")
-
-    def __init__(self, batch: list[_Call]) -> None:
-        self.batch = batch
-        self.timer: asyncio.TimerHandle | None = None
-        self._arm(min(call.deadline for call in batch))
-
-    def _arm(self, deadline: float) -> None:
-        if deadline != math.inf:
-            self.timer = asyncio.get_running_loop().call_at(deadline, self._expire)
-
-    def _expire(self) -> None:
-        now, next_deadline = asyncio.get_running_loop().time(), math.inf
-        for call in self.batch:
-            if call.reply.done():
-                continue
-            if call.deadline <= now:
-                call.reply.set_exception(CallExpired("no reply before the call's deadline"))
-            else:
-                next_deadline = min(next_deadline, call.deadline)
-        self._arm(next_deadline)
-
-    def cancel(self, _: object = None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
 
 
 def _noscript(reply: Any) -> bool:

@@ -7,6 +7,7 @@ Timestamps come from Redis `TIME` inside the script, never from this process's c
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Literal
@@ -32,7 +33,7 @@ from relay.store.asking import send_asking_on_its_commands_connection
 from relay.store.base import Page, Retention, page_from
 from relay.store.connections import RedisClient, client_from_url
 from relay.store.keys import clock_key, ids_key, meta_key, stream_key
-from relay.store.pipeline import CallExpired, Pipeliner
+from relay.store.pipeline import Pipeliner
 from relay.store.replicated import ReplicatedScript
 from relay.wakeups.channels import WAKE_CHANNEL, account_channel, slot_channel
 
@@ -284,35 +285,27 @@ class RedisStore:
         # a 503 within 2 x RELAY_REDIS_TIMEOUT, not one timeout per retry of each layer.
         # Giving up on an append that did land is safe: the sender's retry is a duplicate.
         budget = 2 * self.timeout
-        deadline = asyncio.get_running_loop().time() + budget
         try:
-            if self._ready and not isinstance(getattr(self, script), ReplicatedScript):
-                # The pipeliner keeps the deadline (one timer per pipeline, not per call).
-                return await self._call_now(script, keys, args, deadline)
-            async with asyncio.timeout_at(deadline):
-                return await self._call_now(script, keys, args, deadline)
+            async with asyncio.timeout(budget):
+                return await self._call_now(script, keys, args)
         except TimeoutError as error:
             raise StoreUnavailable(f"redis did not answer within {budget:g}s") from error
 
-    async def _call_now(
-        self, script: str, keys: list[str], args: list[Any], deadline: float
-    ) -> Any:
+    async def _call_now(self, script: str, keys: list[str], args: list[Any]) -> Any:
         if not self._ready:
             await self.connected_client()
-        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + 2 * self.timeout
         pause = 0.01
         while True:
             try:
                 target = getattr(self, script)
                 if isinstance(target, ReplicatedScript):
                     return await target(keys=keys, args=args)
-                return await self._pipeliner.call(target, keys, args, deadline)
-            except CallExpired:
-                raise
+                return await self._pipeliner.call(target, keys, args)
             except TRANSIENT as error:
                 # TRYAGAIN: some of the account's keys moved and some not yet (MIGRATE
                 # in progress); CLUSTERDOWN: a failover. Both pass within moments.
-                if loop.time() + pause > deadline:
+                if time.monotonic() + pause > deadline:
                     raise _unavailable(error) from error
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.2)

@@ -85,9 +85,8 @@ async def listen(pubsub: PubSub, handle: MessageHandler, timeout: float, ping_ev
     """Hand every message to `handle` until the connection fails or goes silent."""
     last_heard = time.monotonic()
     pinged = False
-    task = asyncio.current_task()
     while True:
-        raise_if_cancelled(task)
+        raise_if_cancelled()
         message = await pubsub.get_message(timeout=ping_every)
         now = time.monotonic()
         if message is not None:

@@ -16,10 +16,9 @@ from typing import Any
 from redis.exceptions import RedisError
 
 
-def raise_if_cancelled(task: asyncio.Task[Any] | None = None) -> None:
-    """Inside a loop: end it if a cancellation was requested and swallowed below. A loop
-    that turns once per message passes its own task, looked up once."""
-    task = task or asyncio.current_task()
+def raise_if_cancelled() -> None:
+    """Inside a loop: end it if a cancellation was requested and swallowed below."""
+    task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
 
